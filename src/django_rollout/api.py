@@ -1,0 +1,432 @@
+"""The public API: every face (console script, manage.py, system checks) calls these.
+
+Functions return plain dataclasses and never print. Django must be set up before they are
+called (``django_rollout.db.startup.setup_django`` does it and captures start-up queries).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from django.db.migrations.migration import Migration
+
+from django_rollout.conf import Config, Suppression, load_config
+from django_rollout.errors import ConfigurationError, DeployedStateError
+from django_rollout.findings import Finding, Location, Severity
+from django_rollout.graph import deployed as s0
+from django_rollout.graph.context import ProjectContext, StartupQuery
+from django_rollout.graph.loader import Graph, load_graph, migration_dirs
+from django_rollout.graph.source import operation_line, relative
+from django_rollout.graph.walk import Walker, WalkSettings
+from django_rollout.rules.base import Rule
+from django_rollout.rules.registry import all_rules
+
+MigrationKey = tuple[str, str]
+SCHEMA_VERSION = 1
+DEFAULT_PG_VERSION: tuple[int, ...] = (17,)
+UNUSED_SUPPRESSION = "M408"
+
+
+@dataclass(frozen=True)
+class CheckOptions:
+    """What to judge: S0 source, report filters, and extras. Mirrors the CLI flags."""
+
+    since: str | None = None
+    database: str | None = None
+    applied_from: str | None = None
+    app_label: str | None = None
+    migration: str | None = None
+    sql: bool = False
+    vendor: str | None = None
+    server_version: tuple[int, ...] | None = None
+    fail_on: Severity | None = None
+    startup_queries: Sequence[StartupQuery] = ()
+    startup_error: str | None = None
+
+
+@dataclass(frozen=True)
+class SuppressedFinding:
+    finding: Finding
+    reason: str
+    source: str
+
+
+@dataclass(frozen=True)
+class MigrationSQL:
+    app_label: str
+    migration: str
+    statements: tuple[Any, ...]
+    error: str | None
+
+
+@dataclass(frozen=True)
+class Report:
+    """What every command returns: the envelope of ARCHITECTURE.md plus its own keys."""
+
+    command: str
+    s0_source: str
+    unit: tuple[MigrationKey, ...]
+    findings: tuple[Finding, ...]
+    fail_on: Severity = Severity.ERROR
+    vendor: str = "postgresql"
+    server_version: tuple[int, ...] = DEFAULT_PG_VERSION
+    suppressed: tuple[SuppressedFinding, ...] = ()
+    sql: tuple[MigrationSQL, ...] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def exit_status(self) -> int:
+        """Return 1 when a finding is at or above ``fail_on``, else 0."""
+        return 1 if any(f.severity >= self.fail_on for f in self.findings) else 0
+
+    def counts(self) -> dict[str, int]:
+        out = {str(s): 0 for s in Severity}
+        for f in self.findings:
+            out[str(f.severity)] += 1
+        return out
+
+
+def _vendor_of(settings: Any, override: str | None, config: Config) -> str:
+    if override:
+        return override
+    if config.vendor:
+        return config.vendor
+    engine = str(settings.DATABASES.get("default", {}).get("ENGINE", ""))
+    if "sqlite" in engine:
+        return "sqlite"
+    # PostgreSQL semantics are the reference; other engines are judged by them for now.
+    return "postgresql"
+
+
+def _server_version(options: CheckOptions, config: Config, deployed: s0.Deployed, vendor: str) -> tuple[int, ...]:
+    if options.server_version:
+        return options.server_version
+    if config.server_version:
+        return config.server_version
+    version = str(deployed.server.get("version") or "")
+    if vendor == "postgresql" and deployed.server.get("vendor") == "postgresql" and version:
+        try:
+            return tuple(int(p) for p in version.split(".")[:2])
+        except ValueError:
+            pass
+    if vendor == "postgresql":
+        return DEFAULT_PG_VERSION
+    import sqlite3
+
+    return tuple(int(p) for p in sqlite3.sqlite_version.split("."))
+
+
+def _resolve_deployed(options: CheckOptions) -> s0.Deployed:
+    chosen = [f for f in (options.since, options.database, options.applied_from) if f]
+    if len(chosen) > 1:
+        raise ConfigurationError("use only one of --since, --database and --applied-from")
+    if options.since:
+        from django.apps import apps
+
+        labels = [a.label for a in apps.get_app_configs()]
+        return s0.from_git(options.since, migration_dirs(labels))
+    if options.database:
+        from django_rollout.db.state import read_deployed
+
+        return read_deployed(options.database)
+    if options.applied_from:
+        return s0.from_snapshot(options.applied_from)
+    return s0.EACH
+
+
+def _baseline(graph: Graph, config: Config) -> set[MigrationKey]:
+    """Return the migrations at or before each app's ``start_after`` (not judged)."""
+    out: set[MigrationKey] = set()
+    for app_label, name in config.start_after.items():
+        key = (app_label, name)
+        if key not in graph.nodes:
+            raise ConfigurationError(
+                f"start_after: {app_label}.{name} is not a migration of this project"
+            )
+        out.update(k for k in graph.loader.graph.forwards_plan(key) if k[0] == app_label)
+    return out
+
+
+def _check_filters(graph: Graph, options: CheckOptions) -> tuple[str | None, str | None]:
+    from django.apps import apps
+
+    if options.app_label is None:
+        return None, None
+    try:
+        apps.get_app_config(options.app_label)
+    except LookupError:
+        raise ConfigurationError(f"unknown app label {options.app_label!r}") from None
+    if options.migration is None:
+        return options.app_label, None
+    try:
+        migration = graph.loader.get_migration_by_prefix(options.app_label, options.migration)
+    except KeyError:
+        raise ConfigurationError(
+            f"{options.app_label} has no migration matching {options.migration!r}"
+        ) from None
+    except Exception as exc:  # AmbiguityError
+        raise ConfigurationError(str(exc)) from None
+    return options.app_label, migration.name
+
+
+def _split(graph: Graph, deployed: s0.Deployed) -> tuple[list[Migration], list[Migration]]:
+    """Split the plan into S0 and the unit; refuse an S0 that cannot be what is deployed."""
+    applied = deployed.applied or frozenset()
+
+    def is_applied(m: Migration) -> bool:
+        if (m.app_label, m.name) in applied:
+            return True
+        return bool(m.replaces) and all(tuple(r) in applied for r in m.replaces)
+
+    done = [m for m in graph.plan if is_applied(m)]
+    unit = [m for m in graph.plan if not is_applied(m)]
+    if graph.plan and not done:
+        raise DeployedStateError(
+            f"S0 ({deployed.source}) has no migration of this project applied: every table would"
+            " count as new; point it at the deployed state"
+        )
+    done_keys = {(m.app_label, m.name) for m in done}
+    for m in done:
+        for dep in m.dependencies:
+            key = tuple(dep)
+            if key in graph.nodes and key not in done_keys and key[0] != "__setting__":
+                raise DeployedStateError(
+                    f"S0 ({deployed.source}) is inconsistent: {m.app_label}.{m.name} is applied"
+                    f" but its dependency {key[0]}.{key[1]} is not (run `django-rollout doctor`)"
+                )
+    return done, unit
+
+
+def check(options: CheckOptions | None = None, rules: Sequence[type[Rule]] | None = None) -> Report:
+    """Judge the deploy unit with the rule catalogue and return the report."""
+    from django.apps import apps
+    from django.conf import settings
+
+    options = options or CheckOptions()
+    config = load_config(settings)
+    deployed = _resolve_deployed(options)
+    graph = load_graph(deployed.applied or ())
+    app_filter, migration_filter = _check_filters(graph, options)
+    baseline = _baseline(graph, config)
+    vendor = _vendor_of(settings, options.vendor, config)
+    version = _server_version(options, config, deployed, vendor)
+
+    def judged(key: MigrationKey) -> bool:
+        if key[0] in config.exclude_apps or key in baseline:
+            return False
+        if app_filter is not None and key[0] != app_filter:
+            return False
+        return migration_filter is None or key[1] == migration_filter
+
+    instances = [r() for r in (rules if rules is not None else all_rules())]
+    real_apps = frozenset(graph.loader.unmigrated_apps)
+    walker = Walker(
+        instances,
+        WalkSettings(config, vendor, version, deployed.row_counts, real_apps),
+        judged,
+    )
+    if deployed.each_on_its_own:
+        unit_migrations = [m for m in graph.plan if judged((m.app_label, m.name))]
+        findings = walker.each_on_its_own(graph.plan)
+    else:
+        done, unit_migrations = _split(graph, deployed)
+        findings = walker.as_one_unit(done, unit_migrations)
+
+    pctx = ProjectContext(
+        loader=graph.loader,
+        judged_apps=lambda label: label not in config.exclude_apps
+        and (app_filter is None or label == app_filter),
+        startup_queries=options.startup_queries,
+        startup_error=options.startup_error,
+        extra={"graph": graph, "unit": unit_migrations},
+    )
+    for rule in instances:
+        findings.extend(rule.check_project(pctx))
+
+    findings = [_locate(f, graph) for f in findings]
+    kept, suppressed = _suppress(findings, graph, config, instances)
+    kept = [_override(f, config) for f in kept]
+    if app_filter is not None:
+        kept = [f for f in kept if f.app_label in (None, app_filter)]
+    sql = _collect_sql(graph, deployed, unit_migrations, vendor, version) if options.sql else None
+    if sql is not None:
+        kept.extend(_sql_gaps(sql, graph))
+    del apps
+    return Report(
+        command="check",
+        s0_source=deployed.source,
+        unit=tuple((m.app_label, m.name) for m in unit_migrations),
+        findings=tuple(sorted(kept, key=lambda f: f.sort_key)),
+        fail_on=options.fail_on or config.fail_on,
+        vendor=vendor,
+        server_version=version,
+        suppressed=tuple(suppressed),
+        sql=sql,
+        extra={"row_counts": deployed.row_counts is not None},
+    )
+
+
+def _locate(finding: Finding, graph: Graph) -> Finding:
+    if finding.location.path is not None or finding.app_label is None or finding.migration is None:
+        return finding
+    migration = graph.nodes.get((finding.app_label, finding.migration))
+    if migration is None:
+        return finding
+    path = graph.path_of(migration)
+    nesting = dict(finding.details).get("nesting", ())
+    line = operation_line(path, finding.operation_index, nesting) if path else None
+    return replace(finding, location=Location(relative(path), line or (1 if path else None)))
+
+
+def _migration_suppressions(graph: Graph, finding: Finding) -> Iterable[Suppression]:
+    if finding.app_label is None or finding.migration is None:
+        return ()
+    migration = graph.nodes.get((finding.app_label, finding.migration))
+    ignore = getattr(migration, "rollout_ignore", None)
+    if not isinstance(ignore, dict):
+        return ()
+    return tuple(
+        Suppression(
+            rule=str(rule).upper(),
+            reason=str(reason),
+            app_label=finding.app_label,
+            migration=finding.migration,
+            source=f"{finding.app_label}.{finding.migration}.rollout_ignore",
+        )
+        for rule, reason in ignore.items()
+    )
+
+
+def _suppress(
+    findings: list[Finding], graph: Graph, config: Config, rules: Sequence[Rule]
+) -> tuple[list[Finding], list[SuppressedFinding]]:
+    """Drop suppressed findings, keeping who suppressed them and why; report unused ones."""
+    kept: list[Finding] = []
+    suppressed: list[SuppressedFinding] = []
+    used: set[tuple[str, str | None, str | None, str]] = set()
+    for finding in findings:
+        match = None
+        for sup in (*_migration_suppressions(graph, finding), *config.suppressions):
+            if sup.matches(finding.rule, finding.app_label, finding.migration):
+                match = sup
+                break
+        if match is None:
+            kept.append(finding)
+            continue
+        used.add((match.rule, match.app_label, match.migration, match.source))
+        suppressed.append(SuppressedFinding(finding, match.reason, match.source))
+    kept.extend(_unused_suppressions(graph, config, used, rules))
+    return kept, suppressed
+
+
+def _unused_suppressions(
+    graph: Graph,
+    config: Config,
+    used: set[tuple[str, str | None, str | None, str]],
+    rules: Sequence[Rule],
+) -> list[Finding]:
+    from django_rollout.rules.registry import rule_by_id
+
+    reporter = rule_by_id(UNUSED_SUPPRESSION)
+    if reporter is None or not any(isinstance(r, reporter) for r in rules):
+        return []
+    out: list[Finding] = []
+    checker = reporter()
+    for sup in config.suppressions:
+        if (sup.rule, sup.app_label, sup.migration, sup.source) not in used:
+            out.append(checker.finding(suppressed_rule=sup.rule, source=sup.source, reason=sup.reason))
+    return out
+
+
+def _override(finding: Finding, config: Config) -> Finding:
+    if finding.rule and finding.rule in config.severity_overrides:
+        return finding.with_severity(config.severity_overrides[finding.rule])
+    return finding
+
+
+def _collect_sql(
+    graph: Graph, deployed: s0.Deployed, unit: Sequence[Migration], vendor: str, version: tuple[int, ...]
+) -> tuple[MigrationSQL, ...]:
+    """Collect the SQL Django will run for the unit, offline, in Django's order."""
+    from django.db.migrations.state import ProjectState
+
+    from django_rollout.graph.sql import collect_migration_sql
+
+    wanted = {(m.app_label, m.name) for m in unit}
+    state = ProjectState(real_apps=set(graph.loader.unmigrated_apps))
+    out: list[MigrationSQL] = []
+    order = graph.plan if deployed.each_on_its_own else [
+        *[m for m in graph.plan if (m.app_label, m.name) not in wanted],
+        *unit,
+    ]
+    for migration in order:
+        if (migration.app_label, migration.name) in wanted:
+            collected = collect_migration_sql(
+                migration, state, vendor=vendor, server_version=version
+            )
+            out.append(
+                MigrationSQL(migration.app_label, migration.name, collected.statements, collected.error)
+            )
+        migration.mutate_state(state, preserve=False)
+    return tuple(out)
+
+
+def _sql_gaps(sql: Sequence[MigrationSQL], graph: Graph) -> list[Finding]:
+    from django_rollout.rules.registry import rule_by_id
+
+    reporter = rule_by_id("M409")
+    if reporter is None:
+        return []
+    checker = reporter()
+    return [
+        _locate(
+            checker.finding(
+                app_label=item.app_label, migration=item.migration, error=item.error
+            ),
+            graph,
+        )
+        for item in sql
+        if item.error
+    ]
+
+
+def report_json(report: Report) -> dict[str, Any]:
+    """Return the report as the JSON envelope of ARCHITECTURE.md."""
+    doc: dict[str, Any] = {
+        "schema_version": SCHEMA_VERSION,
+        "command": report.command,
+        "s0_source": report.s0_source,
+        "unit": [list(k) for k in report.unit],
+        "findings": [f.to_dict() for f in report.findings],
+        "fail_on": str(report.fail_on),
+        "exit_status": report.exit_status,
+        "vendor": report.vendor,
+        "server_version": ".".join(str(p) for p in report.server_version),
+        "counts": report.counts(),
+        "suppressed": [
+            {**s.finding.to_dict(), "reason": s.reason, "suppressed_by": s.source}
+            for s in report.suppressed
+        ],
+    }
+    if report.sql is not None:
+        doc["sql"] = [
+            {
+                "app_label": m.app_label,
+                "migration": m.migration,
+                "error": m.error,
+                "statements": [
+                    {"sql": s.sql, "operation_index": s.operation_index, "deferred": s.deferred}
+                    for s in m.statements
+                ],
+            }
+            for m in report.sql
+        ]
+    doc.update(report.extra)
+    return doc
+
+
+def dumps(report: Report) -> str:
+    return json.dumps(report_json(report), indent=2, default=str)

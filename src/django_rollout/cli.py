@@ -1,0 +1,269 @@
+"""The console script ``django-rollout``: parse arguments, call the API, render the report.
+
+``manage.py rollout`` runs the same parser (see management/commands/rollout.py). Every
+``RolloutError`` becomes one line on stderr and exit status 2, here and only here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import traceback
+from collections.abc import Sequence
+from typing import IO, Any
+
+from django_rollout import __version__
+from django_rollout.errors import ConfigurationError, RolloutError
+from django_rollout.findings import Severity
+
+PROG = "django-rollout"
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> Any:  # argparse prints usage + exits 2; keep it one line
+        raise ConfigurationError(f"{self.prog}: {message}")
+
+
+def _common() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--settings", help="Django settings module, e.g. mysite.settings")
+    common.add_argument("--pythonpath", help="a directory to add to the Python path")
+    common.add_argument("--traceback", action="store_true", help="show a traceback on errors")
+    common.add_argument(
+        "-v", "--verbosity", type=int, choices=range(4), default=1, help="0 to 3, as in Django"
+    )
+    common.add_argument("--no-color", action="store_true", help="never use colour")
+    common.add_argument("--force-color", action="store_true", help="always use colour")
+    return common
+
+
+def _s0_flags(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("the deployed state (S0); default: each migration on its own")
+    group.add_argument("--since", metavar="GITREF", help="S0 = migration files present at GITREF")
+    group.add_argument(
+        "--database", metavar="ALIAS|URL", help="S0 = the rows of that database's django_migrations"
+    )
+    group.add_argument(
+        "--applied-from", metavar="FILE", help="S0 = a snapshot written by `django-rollout snapshot`"
+    )
+
+
+def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
+    common = _common()
+    parser = _Parser(
+        prog=prog,
+        description="Make Django schema migrations safe to ship to a live production database.",
+        parents=[common],
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    check = sub.add_parser(
+        "check",
+        parents=[common],
+        help="judge the deploy unit's migrations with the rule catalogue",
+        description="Report every operation that breaks production while the previous release"
+        " still serves. Exit 0: nothing at or above --fail-on; 1: findings; 2: bad input.",
+    )
+    check.add_argument("app_label", nargs="?", help="report only this app (S0 is unchanged)")
+    check.add_argument("migration_name", nargs="?", help="report only this migration (prefix)")
+    _s0_flags(check)
+    check.add_argument(
+        "--format", choices=("text", "json", "sarif", "github"), default="text", help="output"
+    )
+    check.add_argument(
+        "--fail-on", choices=("error", "warning", "info"), help="exit 1 at or above (default error)"
+    )
+    check.add_argument("--sql", action="store_true", help="add every statement Django will run")
+    check.add_argument(
+        "--explain", action="store_true", help="print each finding's safe recipe, filled in"
+    )
+    check.add_argument("--vendor", choices=("postgresql", "sqlite"), help="judge for this database")
+    check.add_argument("--server-version", help="PostgreSQL major version to judge for, e.g. 16")
+    check.add_argument("--output", "-o", metavar="FILE", help="write the report to FILE")
+
+    snapshot = sub.add_parser(
+        "snapshot",
+        parents=[common],
+        help="write the applied migrations and table sizes of a database as JSON",
+        description="Write S0 for `check --applied-from`: CI can judge the real deploy without"
+        " access to production.",
+    )
+    snapshot.add_argument("--database", default="default", metavar="ALIAS|URL")
+    snapshot.add_argument("--output", "-o", metavar="FILE", help="write to FILE, not stdout")
+
+    explain = sub.add_parser(
+        "explain", parents=[common], help="print a rule's documentation", description="Print the"
+        " documentation of one rule, or list every rule."
+    )
+    explain.add_argument("rule", nargs="?", help="a rule id such as C101; omit to list all")
+
+    sub.add_parser("_startup", parents=[common], help=argparse.SUPPRESS)
+    return parser
+
+
+def _setup(args: argparse.Namespace, already: bool) -> Any:
+    from django_rollout.db.startup import StartupCapture, setup_django
+
+    if args.pythonpath:
+        sys.path.insert(0, os.path.abspath(args.pythonpath))
+    if already:
+        return _startup_in_subprocess(args)
+    return setup_django(args.settings) if not already else StartupCapture(captured=False)
+
+
+def _startup_in_subprocess(args: argparse.Namespace) -> Any:
+    """Capture start-up queries in a fresh process: this one has already started Django."""
+    from django_rollout.db.startup import StartupCapture
+    from django_rollout.graph.context import StartupQuery
+
+    env = dict(os.environ)
+    command = [sys.executable, "-m", "django_rollout", "_startup"]
+    if args.settings:
+        command += ["--settings", args.settings]
+    path = [os.getcwd(), *[p for p in sys.path if p]]
+    env["PYTHONPATH"] = os.pathsep.join(path)
+    result = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
+    if result.returncode != 0:
+        return StartupCapture(captured=False)
+    doc = json.loads(result.stdout or "{}")
+    return StartupCapture(
+        queries=[StartupQuery(**q) for q in doc.get("queries", [])],
+        error=doc.get("error"),
+    )
+
+
+def _open_output(path: str | None) -> IO[str]:
+    if not path:
+        return sys.stdout
+    try:
+        return open(path, "w", encoding="utf-8")
+    except OSError as exc:
+        raise ConfigurationError(f"cannot write {path}: {exc.strerror}") from None
+
+
+def _color(args: argparse.Namespace) -> bool | None:
+    if args.no_color or os.environ.get("NO_COLOR"):
+        return False
+    return True if args.force_color else None
+
+
+def _run_check(args: argparse.Namespace, capture: Any) -> int:
+    from django_rollout import api
+    from django_rollout.conf import parse_server_version
+    from django_rollout.reporting import render
+
+    if args.migration_name and not args.app_label:
+        raise ConfigurationError("a migration name needs an app label before it")
+    options = api.CheckOptions(
+        since=args.since,
+        database=args.database,
+        applied_from=args.applied_from,
+        app_label=args.app_label,
+        migration=args.migration_name,
+        sql=args.sql,
+        vendor=args.vendor,
+        server_version=parse_server_version(args.server_version) if args.server_version else None,
+        fail_on=Severity.parse(args.fail_on) if args.fail_on else None,
+        startup_queries=capture.queries,
+        startup_error=capture.error,
+    )
+    report = api.check(options)
+    out = _open_output(args.output)
+    try:
+        render(report, args.format, out, explain=args.explain, color=_color(args))
+    finally:
+        if out is not sys.stdout:
+            out.close()
+    return report.exit_status
+
+
+def _run_snapshot(args: argparse.Namespace) -> int:
+    from django_rollout.db.state import read_deployed
+    from django_rollout.graph.deployed import snapshot_document
+
+    deployed = read_deployed(args.database)
+    doc = snapshot_document(deployed.applied or (), deployed.row_counts or {}, deployed.server)
+    out = _open_output(args.output)
+    try:
+        json.dump(doc, out, indent=2)
+        out.write("\n")
+    finally:
+        if out is not sys.stdout:
+            out.close()
+    return 0
+
+
+def _run_explain(args: argparse.Namespace) -> int:
+    from django_rollout.rules.registry import all_rules, rule_by_id
+
+    if not args.rule:
+        for rule in all_rules():
+            first = rule.doc().splitlines()[0] if rule.doc() else ""
+            print(f"{rule.id}  {str(rule.severity):7}  {rule.name:45}  {first}")
+        return 0
+    found = rule_by_id(args.rule)
+    if found is None:
+        raise ConfigurationError(f"unknown rule {args.rule!r} (see `{PROG} explain`)")
+    print(f"{found.id} {found.name} ({found.severity})\n")
+    print(found.doc())
+    return 0
+
+
+def _run_startup(args: argparse.Namespace) -> int:
+    """Print the start-up queries as JSON (used by ``manage.py rollout``)."""
+    from dataclasses import asdict
+
+    from django_rollout.db.startup import setup_django
+
+    capture = setup_django(args.settings)
+    print(json.dumps({"queries": [asdict(q) for q in capture.queries], "error": capture.error}))
+    return 0
+
+
+def run(argv: Sequence[str], *, prog: str = PROG, django_ready: bool = False) -> int:
+    """Run one command; return its exit status. Errors become one line on stderr."""
+    parser = build_parser(prog)
+    traceback_wanted = "--traceback" in argv
+    try:
+        args = parser.parse_args(list(argv))
+        if args.command is None:
+            parser.print_help()
+            return 2
+        if args.command == "explain":
+            return _run_explain(args)
+        if args.command == "_startup":
+            return _run_startup(args)
+        capture = _setup(args, django_ready)
+        if args.command == "snapshot":
+            return _run_snapshot(args)
+        return _run_check(args, capture)
+    except RolloutError as exc:
+        if traceback_wanted:
+            traceback.print_exc()
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # a bug of ours: still one line unless --traceback
+        if traceback_wanted:
+            traceback.print_exc()
+        else:
+            print(
+                f"{prog}: internal error: {type(exc).__name__}: {exc} (rerun with --traceback"
+                " and report it)",
+                file=sys.stderr,
+            )
+        return 2
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run(sys.argv[1:] if argv is None else argv)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Loading, the deploy unit, OperationContext, collected SQL."""

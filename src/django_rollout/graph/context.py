@@ -1,0 +1,271 @@
+"""What a rule is told: OperationContext, MigrationContext, ProjectContext, and the unit.
+
+The deploy unit is judged by its net effect on S0 (see ARCHITECTURE.md). ``Lineage`` follows
+each model and field of the unit back to the table and column it descends from in S0, through
+renames, so that "added nullable, backfilled, then made NOT NULL inside the unit" is still a
+column that did not exist in S0.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+from django.db import migrations
+from django.db.migrations.operations.base import Operation
+from django.db.migrations.operations.models import ModelOperation
+from django.db.migrations.state import ProjectState
+
+from django_rollout.conf import Config
+from django_rollout.graph.model import ModelKey, ModelView, related_key, view
+
+if TYPE_CHECKING:
+    from django.db.migrations.loader import MigrationLoader
+
+    from django_rollout.vendors.base import VendorFacts
+
+MigrationKey = tuple[str, str]  # (app_label, migration_name)
+
+
+def target_keys(operation: Operation, app_label: str) -> tuple[ModelKey | None, ModelKey | None]:
+    """Return the model key an operation acts on, before and after it runs."""
+    if isinstance(operation, migrations.RenameModel):
+        return (app_label, operation.old_name_lower), (app_label, operation.new_name_lower)
+    model_name = getattr(operation, "model_name_lower", None)
+    if model_name is None:
+        if not isinstance(operation, ModelOperation):
+            return None, None
+        model_name = operation.name_lower
+    key = (app_label, model_name)
+    return key, key
+
+
+class Lineage:
+    """Follow the unit's models and fields back to their S0 table and column.
+
+    A model is *touched* the first time an operation of the unit acts on it; its view at that
+    moment is its S0 view, since nothing in the unit changed it before. Untouched models are
+    still as they were in S0.
+    """
+
+    def __init__(self, state: ProjectState) -> None:
+        self._state = state
+        self._origin: dict[ModelKey, ModelKey | None] = {}
+        self._s0: dict[ModelKey, ModelView | None] = {}
+        self._fields: dict[ModelKey, dict[str, str | None]] = {}
+
+    def touch(self, key: ModelKey) -> None:
+        if key in self._origin:
+            return
+        current = view(self._state, key)
+        self._origin[key] = key if current is not None else None
+        self._s0[key] = current
+
+    def origin(self, key: ModelKey) -> ModelKey | None:
+        """Return the S0 key the current model descends from, None if it is new in the unit."""
+        if key in self._origin:
+            return self._origin[key]
+        return key if key in self._state.models else None
+
+    def s0_model(self, key: ModelKey) -> ModelView | None:
+        origin = self.origin(key)
+        if origin is None:
+            return None
+        if origin in self._s0:
+            return self._s0[origin]
+        return view(self._state, origin)
+
+    def s0_field_name(self, key: ModelKey, field_name: str) -> str | None:
+        """Return the S0 name of the field that ``key.field_name`` descends from, or None."""
+        names = self._fields.get(key, {})
+        if field_name in names:
+            return names[field_name]
+        s0 = self.s0_model(key)
+        return field_name if s0 is not None and field_name in s0.fields else None
+
+    def record(self, operation: Operation, app_label: str) -> None:
+        """Update lineage after ``operation`` changed the models the code sees."""
+        before, after = target_keys(operation, app_label)
+        if isinstance(operation, migrations.CreateModel) and after is not None:
+            self._origin[after] = None
+            self._fields[after] = {name: None for name, _ in operation.fields}
+        elif isinstance(operation, migrations.DeleteModel) and before is not None:
+            self._origin[before] = None
+            self._fields.pop(before, None)
+        elif isinstance(operation, migrations.RenameModel) and before and after:
+            self._origin[after] = self.origin(before)
+            if after != before:
+                self._origin[before] = None
+                if before in self._s0:
+                    self._s0[after] = self._s0[before]
+            self._fields[after] = self._fields.pop(before, {})
+        elif isinstance(operation, migrations.AddField) and after is not None:
+            self._fields.setdefault(after, {})[operation.name] = None
+        elif isinstance(operation, migrations.RemoveField) and before is not None:
+            self._fields.setdefault(before, {})[operation.name] = None
+        elif isinstance(operation, migrations.RenameField) and before is not None:
+            names = self._fields.setdefault(before, {})
+            names[operation.new_name] = self.s0_field_name(before, operation.old_name)
+            names[operation.old_name] = None
+
+
+@dataclass
+class Unit:
+    """The deploy unit being judged, and the facts about S0 that rules may read."""
+
+    state: ProjectState
+    lineage: Lineage
+    config: Config
+    vendor: str
+    server_version: tuple[int, ...]
+    row_counts: Mapping[str, int] | None = None
+    real_apps: frozenset[str] = frozenset()
+
+    def rows(self, db_table: str) -> int | None:
+        """Return the row count S0 reported for a table, or None when S0 has no counts."""
+        if self.row_counts is None:
+            return None
+        return self.row_counts.get(db_table, 0)
+
+    def model_now(self, key: ModelKey) -> ModelView | None:
+        return view(self.state, key)
+
+    def in_s0(self, key: ModelKey) -> bool:
+        """Return True when the model's table existed in S0 (renames followed)."""
+        if key[0] in self.real_apps:
+            return True
+        s0 = self.lineage.s0_model(key)
+        return s0 is not None and s0.has_table
+
+    @cached_property
+    def facts(self) -> VendorFacts:
+        from django_rollout.vendors import facts_for
+
+        return facts_for(self.vendor)
+
+    @property
+    def pg_major(self) -> int:
+        return self.server_version[0] if self.server_version else 0
+
+
+@dataclass(frozen=True)
+class OperationContext:
+    """One operation of a judged migration, with its before/after and the S0 facts.
+
+    ``database`` is False for state-only operations (``SeparateDatabaseAndState``'s
+    state_operations); ``state`` is False for database-only ones. ``unit.state`` is the state
+    just after this operation only while the rule runs: rules must not keep it.
+    """
+
+    app_label: str
+    migration: migrations.Migration
+    index: int
+    operation: Operation
+    before: ModelView | None
+    after: ModelView | None
+    unit: Unit
+    database: bool = True
+    state: bool = True
+    nesting: tuple[tuple[str, int], ...] = ()
+
+    @property
+    def migration_name(self) -> str:
+        return str(self.migration.name)
+
+    @property
+    def atomic(self) -> bool:
+        return bool(getattr(self.migration, "atomic", True))
+
+    @property
+    def key(self) -> ModelKey | None:
+        model = self.after or self.before
+        return model.key if model is not None else None
+
+    @property
+    def model(self) -> ModelView | None:
+        """The target model after the operation, or before it when it was deleted."""
+        return self.after or self.before
+
+    @property
+    def s0_model(self) -> ModelView | None:
+        """The target model as the old release sees it, or None if it is new in the unit."""
+        before, after = target_keys(self.operation, self.app_label)
+        key = before or after
+        return None if key is None else self.unit.lineage.s0_model(key)
+
+    @property
+    def table_in_s0(self) -> bool:
+        """True when the target table existed in S0: it has rows and live readers/writers."""
+        s0 = self.s0_model
+        return s0 is not None and s0.has_table
+
+    def s0_field(self, field_name: str) -> Any | None:
+        """Return the S0 field that ``field_name`` of the target model descends from."""
+        before, _ = target_keys(self.operation, self.app_label)
+        if before is None:
+            return None
+        s0_name = self.unit.lineage.s0_field_name(before, field_name)
+        s0 = self.s0_model
+        if s0_name is None or s0 is None:
+            return None
+        return s0.fields.get(s0_name)
+
+    def rows(self) -> int | None:
+        s0 = self.s0_model
+        return None if s0 is None else self.unit.rows(s0.db_table)
+
+    def related_in_s0(self, field: Any) -> ModelView | None:
+        """Return the S0 view of the table a relational field points to, if it was in S0."""
+        key = related_key(field, self.app_label)
+        if key is None:
+            return None
+        if key[0] in self.unit.real_apps:
+            return None
+        return self.unit.lineage.s0_model(key)
+
+    def names(self, **extra: Any) -> dict[str, Any]:
+        """Return the identifiers messages and recipes are filled with."""
+        model = self.model
+        names: dict[str, Any] = {
+            "app_label": self.app_label,
+            "migration": self.migration_name,
+            "model": model.name if model else "",
+            "table": model.db_table if model else "",
+        }
+        names.update(extra)
+        return names
+
+
+@dataclass
+class MigrationContext:
+    """A judged migration with the contexts of all its operations, in order."""
+
+    app_label: str
+    migration: migrations.Migration
+    operations: Sequence[OperationContext]
+    unit: Unit
+
+    @property
+    def atomic(self) -> bool:
+        return bool(getattr(self.migration, "atomic", True))
+
+
+@dataclass
+class StartupQuery:
+    """A query Django ran (or tried to) while it started, with the user code that issued it."""
+
+    sql: str
+    path: str | None
+    line: int | None
+    error: str | None = None
+
+
+@dataclass
+class ProjectContext:
+    loader: MigrationLoader | None
+    judged_apps: Callable[[str], bool]
+    startup_queries: Sequence[StartupQuery] = ()
+    startup_error: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)

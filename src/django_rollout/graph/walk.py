@@ -1,0 +1,186 @@
+"""Walk the plan once, carrying one ProjectState forward, and run the rules on the unit.
+
+Never rebuild the state per migration and never render ``StateApps``: state operations only
+touch ``ProjectState.models``, which keeps the default run near the cost of loading the graph.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+
+from django.db import migrations
+from django.db.migrations.operations.base import Operation
+from django.db.migrations.state import ProjectState
+
+from django_rollout.conf import Config
+from django_rollout.findings import Finding
+from django_rollout.graph.context import (
+    Lineage,
+    MigrationContext,
+    MigrationKey,
+    OperationContext,
+    Unit,
+    target_keys,
+)
+from django_rollout.graph.model import view
+from django_rollout.rules.base import Rule
+
+
+@dataclass(frozen=True)
+class WalkSettings:
+    config: Config
+    vendor: str
+    server_version: tuple[int, ...]
+    row_counts: Mapping[str, int] | None = None
+    real_apps: frozenset[str] = frozenset()
+
+
+def _key(migration: migrations.Migration) -> MigrationKey:
+    return (migration.app_label, migration.name)
+
+
+class Walker:
+    """Judge migrations with a set of rules, one ProjectState carried through the plan."""
+
+    def __init__(
+        self,
+        rules: Sequence[Rule],
+        settings: WalkSettings,
+        judged: Callable[[MigrationKey], bool] = lambda key: True,
+    ) -> None:
+        self.rules = rules
+        self.settings = settings
+        self.judged = judged
+        self.state = ProjectState(real_apps=set(settings.real_apps))
+        self.contexts: list[MigrationContext] = []
+        self._op_rules = [r for r in rules if _overrides(r, "check_operation")]
+        self._migration_rules = [r for r in rules if _overrides(r, "check_migration")]
+
+    def _unit(self, lineage: Lineage) -> Unit:
+        s = self.settings
+        return Unit(
+            state=self.state,
+            lineage=lineage,
+            config=s.config,
+            vendor=s.vendor,
+            server_version=s.server_version,
+            row_counts=s.row_counts,
+            real_apps=s.real_apps,
+        )
+
+    def apply(self, migration: migrations.Migration) -> None:
+        """Apply a migration's state changes without judging it (it is in S0)."""
+        for operation in migration.operations:
+            operation.state_forwards(migration.app_label, self.state)
+
+    def each_on_its_own(self, plan: Iterable[migrations.Migration]) -> list[Finding]:
+        """Judge every migration against the state just before it (the default S0)."""
+        findings: list[Finding] = []
+        for migration in plan:
+            if self.judged(_key(migration)):
+                findings.extend(self.judge(migration, self._unit(Lineage(self.state))))
+            else:
+                self.apply(migration)
+        return findings
+
+    def as_one_unit(
+        self, deployed: Iterable[migrations.Migration], unit: Iterable[migrations.Migration]
+    ) -> list[Finding]:
+        """Apply the deployed migrations, then judge the unit's net effect on that S0."""
+        for migration in deployed:
+            self.apply(migration)
+        lineage = Lineage(self.state)
+        shared = self._unit(lineage)
+        findings: list[Finding] = []
+        for migration in unit:
+            findings.extend(self.judge(migration, shared, report=self.judged(_key(migration))))
+        return findings
+
+    def judge(
+        self, migration: migrations.Migration, unit: Unit, report: bool = True
+    ) -> list[Finding]:
+        """Run one migration through the state, collecting contexts and findings."""
+        contexts: list[OperationContext] = []
+        findings: list[Finding] = []
+        for index, operation in enumerate(migration.operations):
+            for ctx in self._step(migration, index, operation, unit, (), True, True):
+                contexts.append(ctx)
+                if report:
+                    for rule in self._op_rules:
+                        findings.extend(rule.check_operation(ctx))
+        if report:
+            mctx = MigrationContext(migration.app_label, migration, contexts, unit)
+            self.contexts.append(mctx)
+            for rule in self._migration_rules:
+                findings.extend(rule.check_migration(mctx))
+        return findings
+
+    def _step(
+        self,
+        migration: migrations.Migration,
+        index: int,
+        operation: Operation,
+        unit: Unit,
+        nesting: tuple[tuple[str, int], ...],
+        database: bool,
+        state: bool,
+    ) -> Iterator[OperationContext]:
+        app_label = migration.app_label
+        if isinstance(operation, migrations.SeparateDatabaseAndState):
+            yield from self._separate(migration, index, operation, unit, nesting)
+            return
+        before_key, after_key = target_keys(operation, app_label)
+        lineage = unit.lineage
+        if state:
+            for key in (before_key, after_key):
+                if key is not None:
+                    lineage.touch(key)
+        before = view(unit.state, before_key) if before_key else None
+        operation.state_forwards(app_label, unit.state)
+        after = view(unit.state, after_key) if after_key else None
+        if state:
+            lineage.record(operation, app_label)
+        yield OperationContext(
+            app_label=app_label,
+            migration=migration,
+            index=index,
+            operation=operation,
+            before=before,
+            after=after,
+            unit=unit,
+            database=database,
+            state=state,
+            nesting=nesting,
+        )
+
+    def _separate(
+        self,
+        migration: migrations.Migration,
+        index: int,
+        operation: migrations.SeparateDatabaseAndState,
+        unit: Unit,
+        nesting: tuple[tuple[str, int], ...],
+    ) -> Iterator[OperationContext]:
+        # The database operations run against their own copy of the state, as Django does;
+        # only the state operations change what the code sees.
+        if operation.database_operations:
+            shadow = Unit(
+                state=unit.state.clone(),
+                lineage=unit.lineage,
+                config=unit.config,
+                vendor=unit.vendor,
+                server_version=unit.server_version,
+                row_counts=unit.row_counts,
+                real_apps=unit.real_apps,
+            )
+            for i, inner in enumerate(operation.database_operations):
+                here = (*nesting, ("database_operations", i))
+                yield from self._step(migration, index, inner, shadow, here, True, False)
+        for i, inner in enumerate(operation.state_operations):
+            here = (*nesting, ("state_operations", i))
+            yield from self._step(migration, index, inner, unit, here, False, True)
+
+
+def _overrides(rule: Rule, hook: str) -> bool:
+    return getattr(type(rule), hook) is not getattr(Rule, hook)

@@ -1,0 +1,74 @@
+"""Human-readable report, grouped by migration; colour with rich on a terminal."""
+
+from __future__ import annotations
+
+from itertools import groupby
+from typing import IO
+
+from rich.console import Console
+from rich.markup import escape
+from rich.text import Text
+
+from django_rollout.api import Report
+from django_rollout.findings import Finding, Severity
+
+_STYLE = {Severity.ERROR: "bold red", Severity.WARNING: "yellow", Severity.INFO: "cyan"}
+
+
+def _group(f: Finding) -> str:
+    if f.app_label and f.migration:
+        return f"{f.app_label}.{f.migration}"
+    return f.app_label or "project"
+
+
+def _code(text: str) -> Text:
+    """Render `identifiers` in backticks bold, like the messages are written."""
+    out = Text()
+    for i, part in enumerate(text.split("`")):
+        out.append(part, style="bold" if i % 2 else "")
+    return out
+
+
+def render_text(report: Report, out: IO[str], *, explain: bool = False, color: bool | None = None) -> None:
+    console = Console(
+        file=out,
+        force_terminal=color,
+        no_color=color is False,
+        highlight=False,
+        soft_wrap=True,
+    )
+    console.print(f"S0: {escape(report.s0_source)}; judged {len(report.unit)} migration(s)")
+    for group, items in groupby(report.findings, key=_group):
+        console.print()
+        console.print(Text(group, style="bold underline"))
+        for f in items:
+            line = Text("  ")
+            line.append(str(f.location), style="dim")
+            line.append("  ")
+            line.append(f"{f.severity}", style=_STYLE[f.severity])
+            line.append(f" {f.rule or '-'} ", style="bold")
+            line.append(f"[{f.name}]", style="dim")
+            console.print(line)
+            console.print(Text("    ") + _code(f.message))
+            console.print(Text("    help: ", style="green") + _code(f.help))
+            if explain and f.recipe:
+                for step in f.recipe:
+                    console.print(Text("      ") + _code(step))
+    counts = report.counts()
+    console.print()
+    summary = (
+        f"{counts['error']} error(s), {counts['warning']} warning(s), {counts['info']} info"
+        f" (fail on {report.fail_on})"
+    )
+    if report.suppressed:
+        summary += f"; {len(report.suppressed)} suppressed with a reason"
+    console.print(summary)
+    if report.sql is not None:
+        console.print()
+        for item in report.sql:
+            console.print(Text(f"-- {item.app_label}.{item.migration}", style="bold"))
+            for s in item.statements:
+                prefix = "-- deferred\n" if s.deferred else ""
+                console.print(escape(prefix + s.sql))
+            if item.error:
+                console.print(Text(f"-- SQL not collected offline: {item.error}", style="yellow"))

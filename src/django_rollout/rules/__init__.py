@@ -1,0 +1,1 @@
+"""The hazard catalogue: one module per rule, in folders by family."""

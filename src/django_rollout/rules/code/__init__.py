@@ -1,0 +1,1 @@
+"""Migration code and graph (M4xx)."""

@@ -1,0 +1,1 @@
+"""Compatibility with the code that is still running (C1xx)."""

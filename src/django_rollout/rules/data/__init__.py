@@ -1,0 +1,1 @@
+"""Data that is already there (D2xx)."""

@@ -1,0 +1,1 @@
+"""The running application (A6xx)."""
