@@ -23,6 +23,26 @@ from django_rollout.rules.base import Rule
 from django_rollout.rules.registry import all_rules
 
 
+def ensure_settings() -> None:
+    """Configure minimal Django settings if nothing configured them yet, then set up Django.
+
+    Rule tests need no database and no apps: the walk works on ProjectState alone. Call it
+    from a fixture, not at import, so that suites configuring their own settings still can.
+    """
+    import django
+    from django.apps import apps
+    from django.conf import settings
+
+    if not settings.configured:
+        settings.configure(
+            INSTALLED_APPS=["django.contrib.contenttypes", "django.contrib.auth"],
+            DATABASES={},
+            USE_TZ=True,
+        )
+    if not apps.ready:
+        django.setup()
+
+
 def make_migration(
     app_label: str,
     name: str,
