@@ -1,0 +1,5 @@
+from django.apps import AppConfig
+
+
+class SettingsStoreConfig(AppConfig):
+    name = "settings_store"
