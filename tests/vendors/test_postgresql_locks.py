@@ -201,7 +201,8 @@ CASES: dict[StatementKind, Case] = {
             # the partition holds up the second one, whose locks are the strongest.
             second_blocker="SELECT count(*) FROM {p}",
         ),
-        Case(K.TRUNCATE, REF + ";" + TABLE_FK, "TRUNCATE {t}"),
+        # Rebuilding the (empty) primary key index counts as a scan of the new empty file.
+        Case(K.TRUNCATE, REF + ";" + TABLE_FK, "TRUNCATE {t}", observe_scan=False),
         # DML scans depend on the plan, not on the statement kind: not observed.
         Case(K.UPDATE, REF + ";" + TABLE_FK, "UPDATE {t} SET r_id = 2", observe_scan=False),
         Case(

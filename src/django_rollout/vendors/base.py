@@ -158,7 +158,7 @@ class LockFact:
     ``partition_mode`` the lock on the partition being attached or detached. ``None``
     means that table is not locked. ``rewrites`` means every row is written anew (a new
     relfilenode on PostgreSQL); ``scans`` means every row is read under the lock, to
-    validate or to build (a rewrite always scans).
+    validate, build or copy (every rewrite but TRUNCATE scans).
     """
 
     kind: StatementKind

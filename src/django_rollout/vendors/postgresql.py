@@ -42,12 +42,14 @@ def _fact(
     referenced: LockMode | None = None,
     *,
     rewrites: bool = False,
-    scans: bool = False,
+    scans: bool | None = None,
     note: str = "",
     partition: LockMode | None = None,
 ) -> LockFact:
-    # A rewrite reads every row under the lock, so it is always a scan too.
-    return LockFact(kind, table, referenced, rewrites, scans or rewrites, note, partition)
+    # A rewrite copies every row under the lock, so it scans too (TRUNCATE says otherwise).
+    return LockFact(
+        kind, table, referenced, rewrites, rewrites if scans is None else scans, note, partition
+    )
 
 
 _AX = M.ACCESS_EXCLUSIVE
@@ -194,7 +196,9 @@ _BASE: dict[StatementKind, LockFact] = {
             K.TRUNCATE,
             _AX,
             rewrites=True,
-            note="a new empty file replaces the table; fails if another table references it",
+            scans=False,
+            note="a new empty file replaces the table, no row is read; fails if another table"
+            " references it",
         ),
         _fact(
             K.UPDATE,
