@@ -247,7 +247,7 @@ def check(options: CheckOptions | None = None, rules: Sequence[type[Rule]] | Non
         findings.extend(rule.check_project(pctx))
 
     findings = [_locate(f, graph) for f in findings]
-    kept, suppressed = _suppress(findings, graph, config, instances)
+    kept, suppressed = _suppress(findings, graph, config, instances, unit_migrations)
     kept = [_override(f, config) for f in kept]
     if app_filter is not None:
         kept = [f for f in kept if f.app_label in (None, app_filter)]
@@ -301,7 +301,11 @@ def _migration_suppressions(graph: Graph, finding: Finding) -> Iterable[Suppress
 
 
 def _suppress(
-    findings: list[Finding], graph: Graph, config: Config, rules: Sequence[Rule]
+    findings: list[Finding],
+    graph: Graph,
+    config: Config,
+    rules: Sequence[Rule],
+    judged: Sequence[Migration],
 ) -> tuple[list[Finding], list[SuppressedFinding]]:
     """Drop suppressed findings, keeping who suppressed them and why; report unused ones."""
     kept: list[Finding] = []
@@ -318,7 +322,7 @@ def _suppress(
             continue
         used.add((match.rule, match.app_label, match.migration, match.source))
         suppressed.append(SuppressedFinding(finding, match.reason, match.source))
-    kept.extend(_unused_suppressions(graph, config, used, rules))
+    kept.extend(_unused_suppressions(graph, config, used, rules, judged))
     return kept, suppressed
 
 
@@ -327,17 +331,30 @@ def _unused_suppressions(
     config: Config,
     used: set[tuple[str, str | None, str | None, str]],
     rules: Sequence[Rule],
+    judged: Sequence[Migration],
 ) -> list[Finding]:
+    """Report suppressions that matched nothing: in config, and on judged migrations."""
     from django_rollout.rules.registry import rule_by_id
 
     reporter = rule_by_id(UNUSED_SUPPRESSION)
     if reporter is None or not any(isinstance(r, reporter) for r in rules):
         return []
-    out: list[Finding] = []
     checker = reporter()
-    for sup in config.suppressions:
-        if (sup.rule, sup.app_label, sup.migration, sup.source) not in used:
-            out.append(checker.finding(suppressed_rule=sup.rule, source=sup.source, reason=sup.reason))
+    candidates: list[Suppression] = list(config.suppressions)
+    for migration in judged:
+        probe = Finding(rule=None, name="", severity=Severity.INFO, message="", help="",
+                        app_label=migration.app_label, migration=migration.name)
+        candidates.extend(_migration_suppressions(graph, probe))
+    out: list[Finding] = []
+    for sup in candidates:
+        if (sup.rule, sup.app_label, sup.migration, sup.source) in used:
+            continue
+        finding = checker.finding(
+            suppressed_rule=sup.rule, source=sup.source, reason=sup.reason,
+            app_label=sup.app_label if sup.migration else None,
+            migration=sup.migration,
+        )
+        out.append(_locate(finding, graph))
     return out
 
 

@@ -27,16 +27,29 @@ class _Parser(argparse.ArgumentParser):
         raise ConfigurationError(f"{self.prog}: {message}")
 
 
-def _common() -> argparse.ArgumentParser:
+def _common(top: bool) -> argparse.ArgumentParser:
+    """Return the flags every command takes, before or after the subcommand's name.
+
+    The subcommands' copies default to SUPPRESS so that they do not overwrite a value given
+    before the subcommand (``django-rollout --settings x check``).
+    """
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--settings", help="Django settings module, e.g. mysite.settings")
-    common.add_argument("--pythonpath", help="a directory to add to the Python path")
-    common.add_argument("--traceback", action="store_true", help="show a traceback on errors")
+
+    def default(value: Any) -> Any:
+        return value if top else argparse.SUPPRESS
+
+    common.add_argument("--settings", default=default(None), help="Django settings module")
+    common.add_argument("--pythonpath", default=default(None), help="a directory to add to sys.path")
     common.add_argument(
-        "-v", "--verbosity", type=int, choices=range(4), default=1, help="0 to 3, as in Django"
+        "--traceback", action="store_true", default=default(False), help="show a traceback on errors"
     )
-    common.add_argument("--no-color", action="store_true", help="never use colour")
-    common.add_argument("--force-color", action="store_true", help="always use colour")
+    common.add_argument(
+        "-v", "--verbosity", type=int, choices=range(4), default=default(1), help="0 to 3, as in Django"
+    )
+    common.add_argument("--no-color", action="store_true", default=default(False), help="never use colour")
+    common.add_argument(
+        "--force-color", action="store_true", default=default(False), help="always use colour"
+    )
     return common
 
 
@@ -52,11 +65,11 @@ def _s0_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
-    common = _common()
+    common = _common(top=False)
     parser = _Parser(
         prog=prog,
         description="Make Django schema migrations safe to ship to a live production database.",
-        parents=[common],
+        parents=[_common(top=True)],
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)

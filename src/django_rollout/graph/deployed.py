@@ -51,6 +51,10 @@ def _toplevel(folder: Path) -> Path | None:
     return Path(result.stdout.strip()) if result.returncode == 0 else None
 
 
+def _ignored(folder: Path, top: Path) -> bool:
+    return _git(["check-ignore", "-q", str(folder)], top).returncode == 0
+
+
 def _names_on_disk(folder: Path) -> set[str]:
     return {
         p.stem
@@ -67,16 +71,22 @@ def from_git(ref: str, migration_dirs: Mapping[str, Path]) -> Deployed:
     git cannot see their upgrades; a snapshot can.
     """
     applied: set[MigrationKey] = set()
+    project_top = _toplevel(Path.cwd())
+    if project_top is None:
+        raise DeployedStateError(f"--since {ref}: the current directory is not in a git work tree")
     by_repo: dict[Path, list[tuple[str, Path]]] = {}
     for app_label, folder in migration_dirs.items():
+        # Only the project's own repository says what was deployed; a folder in another
+        # repository (pyenv's checkout, a vendored tool) or ignored by git (a virtualenv
+        # inside the project) is third-party code, deployed as it is on disk.
         top = _toplevel(folder)
-        if top is None:
+        if top is None or top.resolve() != project_top.resolve() or _ignored(folder, top):
             applied.update((app_label, name) for name in _names_on_disk(folder))
         else:
             by_repo.setdefault(top, []).append((app_label, folder))
     if not by_repo:
         raise DeployedStateError(
-            f"--since {ref}: no app's migrations are inside a git work tree"
+            f"--since {ref}: no app's migrations are tracked in the git work tree of {project_top}"
         )
     for top, apps in by_repo.items():
         check = _git(["rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}"], top)
