@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import decimal
+import sys
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -34,9 +35,13 @@ from django.db.migrations.state import ProjectState  # noqa: E402
 from django.db.models import F, Q, Value  # noqa: E402
 from django.db.models.functions import Lower, Now  # noqa: E402
 
+from django_rollout.errors import DatabaseUnavailableError, RolloutError  # noqa: E402
 from django_rollout.graph.sql import (  # noqa: E402
     CollectedSQL,
+    Statement,
     collect_migration_sql,
+    newest_known_postgresql,
+    offline_connection,
 )
 
 LIVE_ALIAS = "rollout_sql_live"
@@ -445,3 +450,248 @@ def test_offline_sql_matches_sqlmigrate(live: Any, name: str, pin: str) -> None:
 
 
 _PREPARED: dict[str, ProjectState] = {}
+
+
+# --- tests: version pins, the real run, failures, isolation -------------------------------
+
+
+def prepared(live: Any, app_label: str, prior: list[Ops] | None = None) -> ProjectState:
+    """Apply the prior migrations of ``app_label`` once per module."""
+    if app_label not in _PREPARED:
+        _PREPARED[app_label] = apply_live(live, app_label, prior or [base_models(app_label)])
+    return _PREPARED[app_label]
+
+
+def test_pin_below_15_leaves_out_nulls_not_distinct_constraint(live: Any) -> None:
+    app_label = app_label_for("add_unique_nulls_not_distinct")
+    state = prepared(live, app_label)
+    target = migration(app_label, SCENARIOS["add_unique_nulls_not_distinct"](app_label))
+    on_15 = collect_migration_sql(target, state, server_version=(15,))
+    on_14 = collect_migration_sql(target, state, server_version=(14, 9))
+    assert [s.sql for s in on_15.statements] == [
+        f'ALTER TABLE "{app_label}_book" ADD CONSTRAINT "b_pages_nnd" UNIQUE NULLS NOT DISTINCT '
+        '("pages");'
+    ]
+    assert on_14 == CollectedSQL(())
+
+
+def test_default_pin_is_newest_postgresql_django_knows() -> None:
+    connection = offline_connection()
+    assert connection.pg_version == newest_known_postgresql()[0] * 10000
+    assert newest_known_postgresql() >= (17,)
+    assert offline_connection(server_version=(15, 4)).features.is_postgresql_15
+    assert not offline_connection(server_version=(14,)).features.is_postgresql_15
+
+
+def executed_ddl(connection: Any, target: Any, state: ProjectState) -> list[str]:
+    """Apply ``target`` for real and return the DDL the schema editor executed."""
+    seen: list[str] = []
+
+    def record(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
+        if params is None and not sql.lstrip().upper().startswith("SELECT"):
+            seen.append(sql if sql.rstrip().endswith(";") else sql + ";")
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(record), connection.schema_editor(atomic=True) as editor:
+        target.apply(state.clone(), editor)
+    return seen
+
+
+def test_auto_to_plain_pk_follows_the_real_run_not_sqlmigrate(live: Any) -> None:
+    """DROP IDENTITY drops the identity sequence, so the real run has no DROP SEQUENCE."""
+    app_label = "s_drop_identity"
+    state = prepared(live, app_label)
+    target = migration(app_label, [field("author", "id", models.IntegerField(primary_key=True))])
+    offline = [s.sql for s in collect_migration_sql(target, state).statements]
+    collected = [sql for sql, _, _ in sqlmigrate(live, target, state)]
+    assert f'DROP SEQUENCE IF EXISTS "{app_label}_author_id_seq" CASCADE;' in collected
+    assert (
+        offline
+        == [sql for sql in collected if not sql.startswith("DROP SEQUENCE")]
+        == executed_ddl(live, target, state)
+    )
+
+
+def test_introspection_answers_from_the_state_before_each_operation(live: Any) -> None:
+    """A field added unique and made non-unique in one migration: the real run drops `_key`."""
+    app_label = "s_same_migration"
+    state = prepared(live, app_label)
+    target = migration(
+        app_label,
+        [
+            add("ean", models.CharField(max_length=13, unique=True, null=True)),
+            field("book", "ean", models.CharField(max_length=13, null=True)),
+        ],
+    )
+    offline = [s.sql for s in collect_migration_sql(target, state).statements]
+    assert f'ALTER TABLE "{app_label}_book" DROP CONSTRAINT "{app_label}_book_ean_key";' in offline
+    assert offline == executed_ddl(live, target, state)
+
+
+def test_long_identifiers_are_truncated_as_postgresql_names_them(live: Any) -> None:
+    app_label = "s_long_names"
+    long_model = "Publication" + "x" * 30
+    long_column = "reference_code_" + "y" * 40
+    prior = [
+        [
+            migrations.CreateModel(
+                long_model,
+                [
+                    ("id", models.BigAutoField(primary_key=True)),
+                    (long_column, models.CharField(max_length=20, unique=True)),
+                ],
+            )
+        ]
+    ]
+    state = prepared(live, app_label, prior)
+    target = migration(
+        app_label,
+        [
+            field(long_model.lower(), long_column, models.CharField(max_length=20)),
+            field(long_model.lower(), "id", models.BigAutoField(primary_key=True)),
+            field(long_model.lower(), "id", models.AutoField(primary_key=True)),
+        ],
+    )
+    offline = collect_migration_sql(target, state, server_version=live_version(live))
+    assert as_tuples(offline) == sqlmigrate(live, target, state)
+    assert any("_key" in s.sql and "DROP CONSTRAINT" in s.sql for s in offline.statements)
+
+
+def test_reports_unknowable_collation_and_keeps_statements_before_it() -> None:
+    state = ProjectState()
+    for operation in base_models("s_collation"):
+        operation.state_forwards("s_collation", state)
+    target = migration(
+        "s_collation",
+        [
+            add("plain", models.IntegerField(null=True)),
+            add("ci", models.CharField(max_length=9, db_collation="case_insensitive", unique=True)),
+        ],
+    )
+    collected = collect_migration_sql(target, state)
+    assert [s.operation_index for s in collected.statements] == [0]
+    assert collected.error is not None
+    assert "operation 1" in collected.error and "case_insensitive" in collected.error
+    assert "\n" not in collected.error
+
+
+def test_never_raises_for_a_broken_migration() -> None:
+    target = migration("s_broken", [migrations.RemoveField("ghost", "field")])
+    collected = collect_migration_sql(target, ProjectState())
+    assert collected.statements == ()
+    assert collected.error is not None and "operation 0" in collected.error
+
+
+_SOCKETS: list[Any] = []
+_WATCHING: list[bool] = []
+
+
+def _audit(event: str, args: Any) -> None:
+    if _WATCHING and event in {"socket.connect", "socket.getaddrinfo"}:
+        _SOCKETS.append((event, args))
+
+
+sys.addaudithook(_audit)
+
+
+def test_offline_connection_never_opens_a_socket() -> None:
+    state = ProjectState()
+    for operation in base_models("s_socket"):
+        operation.state_forwards("s_socket", state)
+    target = migration(
+        "s_socket",
+        [
+            add("motto", models.CharField(max_length=9, default="x", unique=True)),
+            field("book", "isbn", models.CharField(max_length=20)),
+            migrations.RenameModel("Author", "Writer"),
+        ],
+    )
+    connection = offline_connection()
+    _WATCHING.append(True)
+    try:
+        collected = collect_migration_sql(target, state, connection=connection)
+    finally:
+        _WATCHING.clear()
+    assert collected.error is None
+    assert len(collected.statements) > 5
+    assert _SOCKETS == []
+    assert connection.connection is None
+    with pytest.raises(DatabaseUnavailableError), connection.cursor():
+        pass
+    assert issubclass(DatabaseUnavailableError, RolloutError)
+
+
+def test_statements_are_tagged_with_operation_and_deferral() -> None:
+    state = ProjectState()
+    for operation in base_models("s_tags"):
+        operation.state_forwards("s_tags", state)
+    target = migration(
+        "s_tags",
+        [
+            migrations.RunPython(migrations.RunPython.noop),
+            migrations.CreateModel(
+                "Note",
+                [
+                    ("id", models.BigAutoField(primary_key=True)),
+                    ("book", models.ForeignKey("Book", models.CASCADE)),
+                ],
+            ),
+        ],
+    )
+    collected = collect_migration_sql(target, state)
+    assert collected.error is None
+    assert all(isinstance(s, Statement) for s in collected.statements)
+    tags = [(s.operation_index, s.deferred) for s in collected.statements]
+    assert tags == [(1, False), (None, True), (None, True)]
+    assert "FOREIGN KEY" in collected.statements[1].sql
+    assert collected.statements[2].sql.startswith('CREATE INDEX "s_tags_note_book_id_')
+
+
+# --- SQLite: an in-memory replica of the before-state answers introspection ---------------
+
+SQLITE_ALIAS = "rollout_sql_sqlite"
+POSTGRES_ONLY = {
+    "add_collated_indexed",
+    "add_gin_index",
+    "create_extension",
+    "postgres_concurrent_indexes",
+    "run_sql",
+    # Django's SQLite editor cannot format a default holding "%" under collect_sql.
+    "add_default_quoted_string",
+}
+
+
+@pytest.fixture(scope="module")
+def live_sqlite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """Register a file SQLite database as the live side of the comparison."""
+    path = tmp_path_factory.mktemp("sqlite") / "live.sqlite3"
+    connections.settings[SQLITE_ALIAS] = {
+        "ENGINE": "django.db.backends.sqlite3",
+        "NAME": str(path),
+        "USER": "",
+        "HOST": "",
+        "PORT": "",
+        "PASSWORD": "",
+        "OPTIONS": {},
+        "TIME_ZONE": None,
+        "CONN_MAX_AGE": 0,
+        "CONN_HEALTH_CHECKS": False,
+        "AUTOCOMMIT": True,
+        "ATOMIC_REQUESTS": False,
+        "TEST": {},
+    }
+    try:
+        yield connections[SQLITE_ALIAS]
+    finally:
+        connections[SQLITE_ALIAS].close()
+        del connections[SQLITE_ALIAS]
+        del connections.settings[SQLITE_ALIAS]
+
+
+@pytest.mark.parametrize("name", sorted(set(SCENARIOS) - POSTGRES_ONLY))
+def test_offline_sqlite_matches_sqlmigrate(live_sqlite: Any, name: str) -> None:
+    app_label = f"q_{name}"[:40]
+    state = apply_live(live_sqlite, app_label, [base_models(app_label)])
+    target = migration(app_label, SCENARIOS[name](app_label))
+    expected = sqlmigrate(live_sqlite, target, state)
+    assert as_tuples(collect_migration_sql(target, state, vendor="sqlite")) == expected

@@ -169,7 +169,7 @@ class _OfflineQuoter:
 # --- the wrapper ---------------------------------------------------------------
 
 
-class _OfflineOperations(DatabaseOperations):
+class _OfflineOperations(DatabaseOperations):  # type: ignore[misc]
     """Compose statements client-side without a cursor."""
 
     def compose_sql(self, sql: str, params: Any) -> str:
@@ -192,7 +192,8 @@ class OfflinePostgresWrapper(pg_base.DatabaseWrapper):  # type: ignore[misc]
         self.quoter = _OfflineQuoter()
 
     def get_database_version(self) -> tuple[int, ...]:
-        return divmod(self.pg_version, 10000)
+        major, minor = divmod(int(self.pg_version), 10000)
+        return (major, minor)
 
     def get_new_connection(self, conn_params: Any) -> Any:
         raise DatabaseUnavailableError(
@@ -262,7 +263,8 @@ class OfflinePostgresSchemaEditor(DatabaseSchemaEditor):  # type: ignore[misc]
         self._renamed_tables: dict[str, str] = {}
 
     def quote_value(self, value: Any) -> str:
-        return self.connection.quoter.quote(value)
+        quoter: _OfflineQuoter = self.connection.quoter
+        return quoter.quote(value)
 
     def alter_db_table(self, model: Any, old_db_table: str, new_db_table: str) -> None:
         # RenameModel alters self-referencing FKs after the rename: remember the old name.
@@ -385,6 +387,7 @@ class OfflinePostgresSchemaEditor(DatabaseSchemaEditor):  # type: ignore[misc]
         for idx in meta.indexes:
             index_entries.append(_index_entry(model, idx))
         # index_together left Meta in Django 5.1 but lives on in historical states.
+        assert self.rollout_state is not None  # _state_model() checked it
         model_state = self.rollout_state.models.get((meta.app_label, meta.model_name))
         for fields in (model_state.options.get("index_together") or ()) if model_state else ():
             columns = [meta.get_field(f).column for f in fields]
