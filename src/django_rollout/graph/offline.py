@@ -98,10 +98,10 @@ def _settings_dict(engine: str) -> dict[str, Any]:
     """Return a complete DATABASES entry, as ConnectionHandler would fill it in."""
     return {
         "ENGINE": engine,
-        # An unroutable, closed address: a connection that slips through fails fast.
         "NAME": ":memory:" if engine.endswith("sqlite3") else "rollout_offline",
         "USER": "",
         "PASSWORD": "",
+        # An unroutable, closed address: should a connection slip through, it fails fast.
         "HOST": "" if engine.endswith("sqlite3") else "0.0.0.0",
         "PORT": "" if engine.endswith("sqlite3") else "1",
         "OPTIONS": {},
@@ -286,10 +286,11 @@ class OfflinePostgresSchemaEditor(DatabaseSchemaEditor):  # type: ignore[misc]
         )
 
     def _get_sequence_name(self, table: str, column: str) -> str | None:
+        collected: list[str] = getattr(self, "collected_sql", [])
         if (
-            self.collected_sql
-            and self.collected_sql[-1].startswith(self.sql_drop_indentity.split("%", 1)[0])
-            and self.collected_sql[-1]
+            collected
+            and collected[-1].startswith(self.sql_drop_indentity.split("%", 1)[0])
+            and collected[-1]
             .rstrip(";")
             .endswith(f"{self.quote_name(column)} DROP IDENTITY IF EXISTS")
         ):
