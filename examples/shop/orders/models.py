@@ -1,4 +1,3 @@
-from django.conf import settings
 from django.db import models
 
 
@@ -12,26 +11,27 @@ class Order(models.Model):
     customer = models.ForeignKey(
         "customers.Customer", on_delete=models.PROTECT, related_name="orders"
     )
-    created_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL,
-        null=True,
-        blank=True,
-        on_delete=models.SET_NULL,
-        related_name="+",
-        help_text="Staff member who entered a phone order.",
+    status = models.CharField(
+        max_length=20, choices=Status.choices, default=Status.PENDING, db_index=True
     )
-    status = models.CharField(max_length=20, choices=Status.choices, default=Status.PENDING)
-    currency = models.CharField(max_length=8, default="EUR")
+    currency = models.CharField(max_length=3, default="EUR", help_text="ISO 4217 code.")
     total = models.DecimalField(max_digits=12, decimal_places=2, default=0)
-    note = models.TextField(blank=True)
-    placed_at = models.DateTimeField(null=True, blank=True)
+    customer_note = models.TextField(blank=True)
+    placed_at = models.DateTimeField()
     created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["customer", "-placed_at"], name="orders_order_history_idx"),
+            models.Index(fields=["status", "placed_at"], name="orders_order_dashboard_idx"),
+        ]
 
     def __str__(self) -> str:
         return f"Order #{self.pk}"
 
 
-class OrderLine(models.Model):
+class OrderItem(models.Model):
+    # Renamed from OrderLine; the table keeps its name so both releases share it.
     order = models.ForeignKey(Order, on_delete=models.CASCADE, related_name="lines")
     product = models.ForeignKey(
         "catalog.Product", on_delete=models.PROTECT, related_name="order_lines"
@@ -39,8 +39,11 @@ class OrderLine(models.Model):
     quantity = models.PositiveIntegerField(default=1)
     unit_price = models.DecimalField(max_digits=10, decimal_places=2)
 
+    class Meta:
+        db_table = "orders_orderline"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["order", "product"], name="orders_orderline_unique_product_per_order"
+            ),
+        ]
 
-class GiftWrap(models.Model):
-    order = models.OneToOneField(Order, on_delete=models.CASCADE, related_name="gift_wrap")
-    paper = models.CharField(max_length=30)
-    message = models.TextField(blank=True)

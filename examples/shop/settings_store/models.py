@@ -1,11 +1,12 @@
 from django.db import models
 
 
-class Config(models.Model):
-    """Key/value settings editable in the admin (the shop's constance-like store)."""
+class Setting(models.Model):
+    """The new store: typed JSON values, one row per key."""
 
     key = models.CharField(max_length=255, unique=True)
-    value = models.TextField(blank=True)
+    value = models.JSONField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
 
     def __str__(self) -> str:
         return self.key
