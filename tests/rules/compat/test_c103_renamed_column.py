@@ -1,0 +1,167 @@
+"""C103: a column renamed in the database while the old release uses the old name."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import pytest
+from django.db import migrations, models
+from django.db.migrations.operations.base import Operation
+
+from django_rollout.rules.compat.c101_not_null_column_without_db_default import (
+    NotNullColumnWithoutDbDefault,
+)
+from django_rollout.rules.compat.c102_column_dropped_while_in_use import ColumnDroppedWhileInUse
+from django_rollout.rules.compat.c103_column_renamed_while_in_use import ColumnRenamedWhileInUse
+from django_rollout.rules.compat.c104_table_renamed_while_in_use import TableRenamedWhileInUse
+from django_rollout.rules.compat.c105_table_dropped_while_in_use import TableDroppedWhileInUse
+from django_rollout.rules.compat.c106_column_type_incompatible import ColumnTypeIncompatible
+from django_rollout.rules.compat.c107_not_null_on_column_old_release_nulls import (
+    NotNullOnColumnOldReleaseNulls,
+)
+from django_rollout.rules.compat.c108_constraint_old_writes_may_violate import (
+    ConstraintOldWritesMayViolate,
+)
+from django_rollout.rules.compat.c109_reference_unknown_to_old_cascade import (
+    ReferenceUnknownToOldCascade,
+)
+from django_rollout.testing import judge
+
+pytestmark = pytest.mark.usefixtures("django_settings")
+
+COMPAT = [
+    NotNullColumnWithoutDbDefault,
+    ColumnDroppedWhileInUse,
+    ColumnRenamedWhileInUse,
+    TableRenamedWhileInUse,
+    TableDroppedWhileInUse,
+    ColumnTypeIncompatible,
+    NotNullOnColumnOldReleaseNulls,
+    ConstraintOldWritesMayViolate,
+    ReferenceUnknownToOldCascade,
+]
+
+FIELDS: dict[str, Callable[[], models.Field[Any, Any]]] = {
+    "char": lambda: models.CharField(max_length=100),
+    "integer": lambda: models.IntegerField(),
+    "boolean": lambda: models.BooleanField(default=False),
+    "datetime": lambda: models.DateTimeField(null=True),
+    "foreign_key": lambda: models.ForeignKey("shop.category", models.CASCADE),
+    "uuid": lambda: models.UUIDField(),
+    "json": lambda: models.JSONField(default=dict),
+    "db_default": lambda: models.IntegerField(db_default=0),
+}
+
+
+def deployed(kind: str) -> list[Operation]:
+    return [
+        migrations.CreateModel("Category", [("id", models.BigAutoField(primary_key=True))]),
+        migrations.CreateModel(
+            "Product",
+            [("id", models.BigAutoField(primary_key=True)), ("extra", FIELDS[kind]())],
+        ),
+    ]
+
+
+def fired(operations: Sequence[Operation], before: Sequence[Operation], **kw: Any) -> set[str]:
+    return {f.rule for f in judge(operations, before, rules=COMPAT, **kw) if f.rule}
+
+
+@pytest.mark.parametrize("kind", sorted(FIELDS))
+def test_flags_rename_field_of_column_in_s0(kind: str) -> None:
+    findings = judge(
+        [migrations.RenameField("product", "extra", "label")], deployed(kind), rules=COMPAT
+    )
+    assert {f.rule for f in findings} == {"C103"}
+    old, new = ("extra_id", "label_id") if kind == "foreign_key" else ("extra", "label")
+    assert f"`shop_product`.`{old}` is renamed to `{new}`" in findings[0].message
+
+
+@pytest.mark.parametrize("kind", sorted(FIELDS))
+def test_ignores_rename_field_that_keeps_the_column_with_db_column(kind: str) -> None:
+    field = FIELDS[kind]()
+    field.db_column = "extra_id" if kind == "foreign_key" else "extra"
+    ops = [
+        migrations.AlterField("product", "extra", field),
+        migrations.RenameField("product", "extra", "label"),
+    ]
+    assert fired(ops, deployed(kind)) == set()
+
+
+@pytest.mark.parametrize("kind", sorted(FIELDS))
+def test_flags_alter_field_that_changes_db_column(kind: str) -> None:
+    field = FIELDS[kind]()
+    field.db_column = "renamed"
+    assert fired([migrations.AlterField("product", "extra", field)], deployed(kind)) == {"C103"}
+
+
+@pytest.mark.parametrize("kind", sorted(FIELDS))
+def test_ignores_rename_of_column_added_in_same_unit(kind: str) -> None:
+    unit_before = [[migrations.AddField("product", "fresh", FIELDS[kind]())]]
+    ops = [migrations.RenameField("product", "fresh", "label")]
+    assert "C103" not in fired(ops, deployed("char"), unit_before=unit_before)
+
+
+@pytest.mark.parametrize("kind", sorted(FIELDS))
+def test_ignores_rename_on_table_created_in_same_unit(kind: str) -> None:
+    before = deployed(kind)[:1]
+    ops = [migrations.RenameField("product", "extra", "label")]
+    assert fired(ops, before, unit_before=[deployed(kind)[1:]]) == set()
+
+
+def test_ignores_state_only_rename() -> None:
+    op = migrations.SeparateDatabaseAndState(
+        state_operations=[migrations.RenameField("product", "extra", "label")]
+    )
+    assert fired([op], deployed("char")) == set()
+
+
+def test_flags_plain_column_turned_into_foreign_key() -> None:
+    # `category` (integer) becomes a ForeignKey: Django renames the column to category_id.
+    before = [
+        migrations.CreateModel("Category", [("id", models.BigAutoField(primary_key=True))]),
+        migrations.CreateModel(
+            "Product",
+            [("id", models.BigAutoField(primary_key=True)), ("category", models.BigIntegerField())],
+        ),
+    ]
+    op = migrations.AlterField(
+        "product", "category", models.ForeignKey("shop.category", models.CASCADE)
+    )
+    assert "C103" in fired([op], before)
+
+
+def test_flags_only_the_first_of_two_renames_in_the_unit() -> None:
+    unit_before = [[migrations.RenameField("product", "extra", "label")]]
+    ops = [migrations.RenameField("product", "label", "title")]
+    assert "C103" not in fired(ops, deployed("char"), unit_before=unit_before)
+    assert fired([migrations.RenameField("product", "extra", "label")], deployed("char")) == {
+        "C103"
+    }
+
+
+def test_ignores_alter_field_that_keeps_the_column() -> None:
+    op = migrations.AlterField("product", "extra", models.CharField(max_length=100, blank=True))
+    assert fired([op], deployed("char")) == set()
+
+
+@pytest.mark.parametrize(
+    ("sql", "expected"),
+    [
+        ('ALTER TABLE "shop_product" RENAME COLUMN "extra" TO "label"', {"C103"}),
+        ("ALTER TABLE shop_product RENAME extra TO label", {"C103"}),
+        ("ALTER TABLE shop_product RENAME COLUMN ghost TO label", set()),
+        ("ALTER TABLE elsewhere RENAME COLUMN extra TO label", set()),
+    ],
+)
+def test_run_sql_rename_column(sql: str, expected: set[str]) -> None:
+    assert fired([migrations.RunSQL(sql)], deployed("char")) == expected
+
+
+def test_ignores_many_to_many_rename_here() -> None:
+    before = [
+        *deployed("char"),
+        migrations.AddField("product", "tags", models.ManyToManyField("shop.category")),
+    ]
+    assert "C103" not in fired([migrations.RenameField("product", "tags", "labels")], before)
