@@ -74,8 +74,13 @@ class Project:
         for name, text in migrations.items():
             self.write(f"{label}/migrations/{name}.py", text)
 
-    def configure(self, apps: list[str], database: Mapping[str, Any] | None = None, extra: str = "") -> None:
-        db = dict(database or {"ENGINE": "django.db.backends.sqlite3", "NAME": str(self.root / "db.sqlite3")})
+    def configure(
+        self, apps: list[str], database: Mapping[str, Any] | None = None, extra: str = ""
+    ) -> None:
+        db = dict(
+            database
+            or {"ENGINE": "django.db.backends.sqlite3", "NAME": str(self.root / "db.sqlite3")}
+        )
         self.write(
             f"{self.settings}.py",
             SETTINGS.format(
@@ -101,9 +106,15 @@ class Project:
 
     def manage(self, *args: str) -> Result:
         proc = subprocess.run(
-            [sys.executable, "-c", "import sys; from django.core.management import "
-             "execute_from_command_line; execute_from_command_line(sys.argv)", *args,
-             "--settings", self.settings],
+            [
+                sys.executable,
+                "-c",
+                "import sys; from django.core.management import "
+                "execute_from_command_line; execute_from_command_line(sys.argv)",
+                *args,
+                "--settings",
+                self.settings,
+            ],
             cwd=self.root,
             capture_output=True,
             text=True,

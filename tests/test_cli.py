@@ -42,14 +42,20 @@ class Item(models.Model):
 
 def inventory(root: Path, database: dict | None = None, extra: str = "", upto: int = 3) -> Project:
     project = Project(root)
-    history = {"0001_initial": INITIAL, "0002_item_weight": ADD_WEIGHT, "0003_item_stock": ADD_STOCK}
+    history = {
+        "0001_initial": INITIAL,
+        "0002_item_weight": ADD_WEIGHT,
+        "0003_item_stock": ADD_STOCK,
+    }
     project.app("inventory", dict(list(history.items())[:upto]), MODELS)
     project.configure(["inventory"], database, extra)
     return project
 
 
 def rules_of(doc: dict, app: str | None = "inventory") -> list[tuple[str, str]]:
-    return [(f["migration"], f["rule"]) for f in doc["findings"] if app is None or f["app_label"] == app]
+    return [
+        (f["migration"], f["rule"]) for f in doc["findings"] if app is None or f["app_label"] == app
+    ]
 
 
 def test_check_reports_hazard_with_path_line_and_exits_1(tmp_path: Path) -> None:
@@ -68,8 +74,19 @@ def test_json_report_is_the_envelope(tmp_path: Path) -> None:
     assert doc["s0_source"] == "the state just before each migration"
     assert ["inventory", "0002_item_weight"] in doc["unit"]
     finding = next(f for f in doc["findings"] if f["rule"] == "C101")
-    for key in ("rule", "name", "severity", "app_label", "migration", "operation_index",
-                "operation", "path", "line", "message", "help"):
+    for key in (
+        "rule",
+        "name",
+        "severity",
+        "app_label",
+        "migration",
+        "operation_index",
+        "operation",
+        "path",
+        "line",
+        "message",
+        "help",
+    ):
         assert key in finding
     assert finding["operation_index"] == 0
     assert finding["operation"] == "AddField"
@@ -97,7 +114,9 @@ def test_fail_on_info_makes_any_finding_fail(tmp_path: Path) -> None:
 
 
 def _git(root: Path, *args: str) -> str:
-    return subprocess.run(["git", *args], cwd=root, check=True, capture_output=True, text=True).stdout
+    return subprocess.run(
+        ["git", *args], cwd=root, check=True, capture_output=True, text=True
+    ).stdout
 
 
 def _git_project(root: Path) -> Project:
@@ -207,7 +226,9 @@ def test_s0_with_nothing_applied_is_refused(tmp_path: Path) -> None:
         (("--since", "HEAD", "--database", "default"), "use only one of"),
     ],
 )
-def test_bad_input_is_one_line_and_exit_2(tmp_path: Path, args: tuple[str, ...], message: str) -> None:
+def test_bad_input_is_one_line_and_exit_2(
+    tmp_path: Path, args: tuple[str, ...], message: str
+) -> None:
     result = inventory(tmp_path).check(*args)
     assert result.status == 2, result.stdout
     assert message in result.stderr
@@ -224,7 +245,10 @@ def test_database_that_is_not_a_django_database(tmp_path: Path) -> None:
 
 def test_syntax_error_in_a_migration_names_file_and_line(tmp_path: Path) -> None:
     project = inventory(tmp_path)
-    project.write("inventory/migrations/0004_broken.py", "from django.db import migrations\n\nclass Migration(:\n")
+    project.write(
+        "inventory/migrations/0004_broken.py",
+        "from django.db import migrations\n\nclass Migration(:\n",
+    )
     result = project.check()
     assert result.status == 2
     assert "0004_broken.py:3: syntax error in migration" in result.stderr
@@ -351,9 +375,11 @@ def test_start_after_baseline_skips_old_history(tmp_path: Path) -> None:
 
 
 def test_excluded_apps_are_not_judged(tmp_path: Path) -> None:
-    doc = inventory(tmp_path, extra='ROLLOUT = {"exclude_apps": ["inventory"]}').check(
-        "--format", "json"
-    ).json()
+    doc = (
+        inventory(tmp_path, extra='ROLLOUT = {"exclude_apps": ["inventory"]}')
+        .check("--format", "json")
+        .json()
+    )
     assert rules_of(doc) == []
 
 

@@ -101,7 +101,9 @@ def _vendor_of(settings: Any, override: str | None, config: Config) -> str:
     return "postgresql"
 
 
-def _server_version(options: CheckOptions, config: Config, deployed: s0.Deployed, vendor: str) -> tuple[int, ...]:
+def _server_version(
+    options: CheckOptions, config: Config, deployed: s0.Deployed, vendor: str
+) -> tuple[int, ...]:
     if options.server_version:
         return options.server_version
     if config.server_version:
@@ -237,8 +239,9 @@ def check(options: CheckOptions | None = None, rules: Sequence[type[Rule]] | Non
 
     pctx = ProjectContext(
         loader=graph.loader,
-        judged_apps=lambda label: label not in config.exclude_apps
-        and (app_filter is None or label == app_filter),
+        judged_apps=lambda label: (
+            label not in config.exclude_apps and (app_filter is None or label == app_filter)
+        ),
         startup_queries=options.startup_queries,
         startup_error=options.startup_error,
         extra={"graph": graph, "unit": unit_migrations},
@@ -342,15 +345,24 @@ def _unused_suppressions(
     checker = reporter()
     candidates: list[Suppression] = list(config.suppressions)
     for migration in judged:
-        probe = Finding(rule=None, name="", severity=Severity.INFO, message="", help="",
-                        app_label=migration.app_label, migration=migration.name)
+        probe = Finding(
+            rule=None,
+            name="",
+            severity=Severity.INFO,
+            message="",
+            help="",
+            app_label=migration.app_label,
+            migration=migration.name,
+        )
         candidates.extend(_migration_suppressions(graph, probe))
     out: list[Finding] = []
     for sup in candidates:
         if (sup.rule, sup.app_label, sup.migration, sup.source) in used:
             continue
         finding = checker.finding(
-            suppressed_rule=sup.rule, source=sup.source, reason=sup.reason,
+            suppressed_rule=sup.rule,
+            source=sup.source,
+            reason=sup.reason,
             app_label=sup.app_label if sup.migration else None,
             migration=sup.migration,
         )
@@ -365,7 +377,11 @@ def _override(finding: Finding, config: Config) -> Finding:
 
 
 def _collect_sql(
-    graph: Graph, deployed: s0.Deployed, unit: Sequence[Migration], vendor: str, version: tuple[int, ...]
+    graph: Graph,
+    deployed: s0.Deployed,
+    unit: Sequence[Migration],
+    vendor: str,
+    version: tuple[int, ...],
 ) -> tuple[MigrationSQL, ...]:
     """Collect the SQL Django will run for the unit, offline, in Django's order."""
     from django.db.migrations.state import ProjectState
@@ -375,17 +391,23 @@ def _collect_sql(
     wanted = {(m.app_label, m.name) for m in unit}
     state = ProjectState(real_apps=set(graph.loader.unmigrated_apps))
     out: list[MigrationSQL] = []
-    order = graph.plan if deployed.each_on_its_own else [
-        *[m for m in graph.plan if (m.app_label, m.name) not in wanted],
-        *unit,
-    ]
+    order = (
+        graph.plan
+        if deployed.each_on_its_own
+        else [
+            *[m for m in graph.plan if (m.app_label, m.name) not in wanted],
+            *unit,
+        ]
+    )
     for migration in order:
         if (migration.app_label, migration.name) in wanted:
             collected = collect_migration_sql(
                 migration, state, vendor=vendor, server_version=version
             )
             out.append(
-                MigrationSQL(migration.app_label, migration.name, collected.statements, collected.error)
+                MigrationSQL(
+                    migration.app_label, migration.name, collected.statements, collected.error
+                )
             )
         migration.mutate_state(state, preserve=False)
     return tuple(out)
@@ -400,9 +422,7 @@ def _sql_gaps(sql: Sequence[MigrationSQL], graph: Graph) -> list[Finding]:
     checker = reporter()
     return [
         _locate(
-            checker.finding(
-                app_label=item.app_label, migration=item.migration, error=item.error
-            ),
+            checker.finding(app_label=item.app_label, migration=item.migration, error=item.error),
             graph,
         )
         for item in sql

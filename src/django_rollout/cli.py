@@ -39,14 +39,26 @@ def _common(top: bool) -> argparse.ArgumentParser:
         return value if top else argparse.SUPPRESS
 
     common.add_argument("--settings", default=default(None), help="Django settings module")
-    common.add_argument("--pythonpath", default=default(None), help="a directory to add to sys.path")
     common.add_argument(
-        "--traceback", action="store_true", default=default(False), help="show a traceback on errors"
+        "--pythonpath", default=default(None), help="a directory to add to sys.path"
     )
     common.add_argument(
-        "-v", "--verbosity", type=int, choices=range(4), default=default(1), help="0 to 3, as in Django"
+        "--traceback",
+        action="store_true",
+        default=default(False),
+        help="show a traceback on errors",
     )
-    common.add_argument("--no-color", action="store_true", default=default(False), help="never use colour")
+    common.add_argument(
+        "-v",
+        "--verbosity",
+        type=int,
+        choices=range(4),
+        default=default(1),
+        help="0 to 3, as in Django",
+    )
+    common.add_argument(
+        "--no-color", action="store_true", default=default(False), help="never use colour"
+    )
     common.add_argument(
         "--force-color", action="store_true", default=default(False), help="always use colour"
     )
@@ -60,7 +72,9 @@ def _s0_flags(parser: argparse.ArgumentParser) -> None:
         "--database", metavar="ALIAS|URL", help="S0 = the rows of that database's django_migrations"
     )
     group.add_argument(
-        "--applied-from", metavar="FILE", help="S0 = a snapshot written by `django-rollout snapshot`"
+        "--applied-from",
+        metavar="FILE",
+        help="S0 = a snapshot written by `django-rollout snapshot`",
     )
 
 
@@ -109,8 +123,10 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     snapshot.add_argument("--output", "-o", metavar="FILE", help="write to FILE, not stdout")
 
     explain = sub.add_parser(
-        "explain", parents=[common], help="print a rule's documentation", description="Print the"
-        " documentation of one rule, or list every rule."
+        "explain",
+        parents=[common],
+        help="print a rule's documentation",
+        description="Print the documentation of one rule, or list every rule.",
     )
     explain.add_argument("rule", nargs="?", help="a rule id such as C101; omit to list all")
 

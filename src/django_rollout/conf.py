@@ -112,7 +112,9 @@ def parse_server_version(value: object) -> tuple[int, ...]:
     try:
         parts = tuple(int(p) for p in text.split("."))
     except ValueError:
-        raise ConfigurationError(f"server_version {text!r} is not a version like '16' or '16.2'")
+        raise ConfigurationError(
+            f"server_version {text!r} is not a version like '16' or '16.2'"
+        ) from None
     if not parts:
         raise ConfigurationError("server_version is empty")
     return parts
@@ -190,7 +192,9 @@ def build_config(*sources: tuple[str, Mapping[str, Any]]) -> Config:
     except (TypeError, ValueError) as exc:
         raise ConfigurationError(f"invalid django-rollout configuration: {exc}") from None
     if vendor is not None and vendor not in VENDORS:
-        raise ConfigurationError(f"vendor {vendor!r} is not supported (one of {', '.join(VENDORS)})")
+        raise ConfigurationError(
+            f"vendor {vendor!r} is not supported (one of {', '.join(VENDORS)})"
+        )
     src_ignore, ignore = get("ignore")
     return Config(
         exclude_apps=frozenset(str(a) for a in exclude),

@@ -91,8 +91,7 @@ def judge(
     if before:
         deployed.append(make_migration(app_label, "0001_initial", before))
     unit = [
-        make_migration(app_label, f"{i + 2:04d}_unit", ops)
-        for i, ops in enumerate(unit_before)
+        make_migration(app_label, f"{i + 2:04d}_unit", ops) for i, ops in enumerate(unit_before)
     ]
     target = make_migration(app_label, f"{len(unit) + 2:04d}_change", operations, atomic=atomic)
     unit.append(target)

@@ -18,7 +18,9 @@ PYTHON_BLOCK = re.compile(r"```python\n(.*?)```", re.S)
 def section(rule: type[Rule], title: str) -> str:
     doc = rule.doc()
     titles = "|".join(re.escape(t) for t in SECTIONS)
-    match = re.search(rf"^{re.escape(title)}\n-+\n(.*?)(?=^(?:{titles})\n-+\n|\Z)", doc, re.S | re.M)
+    match = re.search(
+        rf"^{re.escape(title)}\n-+\n(.*?)(?=^(?:{titles})\n-+\n|\Z)", doc, re.S | re.M
+    )
     assert match, f"{rule.id}: section {title!r} is missing"
     return match.group(1)
 

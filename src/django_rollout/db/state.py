@@ -80,7 +80,9 @@ def _alias_cursor(alias: str) -> Iterator[tuple[str, _Cursor, dict[str, Any]]]:
     try:
         connection = connections[alias]
     except ConnectionDoesNotExist:
-        raise DeployedStateError(f"--database {alias}: no such database alias in settings") from None
+        raise DeployedStateError(
+            f"--database {alias}: no such database alias in settings"
+        ) from None
     try:
         with connection.cursor() as cursor:
             version = ""

@@ -39,9 +39,7 @@ EACH = Deployed(source="the state just before each migration")
 
 def _git(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
     try:
-        return subprocess.run(
-            ["git", *args], cwd=cwd, capture_output=True, text=True, check=False
-        )
+        return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, check=False)
     except FileNotFoundError:
         raise DeployedStateError("--since needs git, and git is not installed") from None
 
@@ -56,11 +54,7 @@ def _ignored(folder: Path, top: Path) -> bool:
 
 
 def _names_on_disk(folder: Path) -> set[str]:
-    return {
-        p.stem
-        for p in folder.glob("*.py")
-        if not p.name.startswith(("_", "~"))
-    }
+    return {p.stem for p in folder.glob("*.py") if not p.name.startswith(("_", "~"))}
 
 
 def from_git(ref: str, migration_dirs: Mapping[str, Path]) -> Deployed:
@@ -100,7 +94,9 @@ def from_git(ref: str, migration_dirs: Mapping[str, Path]) -> Deployed:
             )
             raise DeployedStateError(f"--since: unknown git ref {ref!r} in {top}{hint}")
         rels = {app: folder.resolve().relative_to(top.resolve()).as_posix() for app, folder in apps}
-        listing = _git(["ls-tree", "-r", "--name-only", ref, "--", *sorted(set(rels.values()))], top)
+        listing = _git(
+            ["ls-tree", "-r", "--name-only", ref, "--", *sorted(set(rels.values()))], top
+        )
         if listing.returncode != 0:
             raise DeployedStateError(f"--since {ref}: git ls-tree failed: {listing.stderr.strip()}")
         files = listing.stdout.splitlines()
@@ -109,7 +105,7 @@ def from_git(ref: str, migration_dirs: Mapping[str, Path]) -> Deployed:
             for line in files:
                 if not line.startswith(prefix):
                     continue
-                rest = line[len(prefix):]
+                rest = line[len(prefix) :]
                 if "/" in rest or not rest.endswith(".py") or rest.startswith(("_", "~")):
                     continue
                 applied.add((app_label, rest[:-3]))

@@ -37,7 +37,9 @@ def _operation_lines(path: str) -> dict[tuple[Any, ...], int]:
     return lines
 
 
-def _index(elements: Sequence[ast.expr], prefix: tuple[Any, ...], out: dict[tuple[Any, ...], int]) -> None:
+def _index(
+    elements: Sequence[ast.expr], prefix: tuple[Any, ...], out: dict[tuple[Any, ...], int]
+) -> None:
     for i, element in enumerate(elements):
         key = (*prefix, i)
         out[key] = element.lineno
@@ -49,7 +51,9 @@ def _index(elements: Sequence[ast.expr], prefix: tuple[Any, ...], out: dict[tupl
                     _index(keyword.value.elts, (*key, keyword.arg), out)
 
 
-def operation_line(path: str | None, index: int | None, nesting: Sequence[tuple[str, int]] = ()) -> int | None:
+def operation_line(
+    path: str | None, index: int | None, nesting: Sequence[tuple[str, int]] = ()
+) -> int | None:
     """Return the 1-based line of operation ``index`` (and its nested sub-operation)."""
     if path is None or index is None:
         return None

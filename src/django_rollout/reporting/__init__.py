@@ -10,7 +10,9 @@ from django_rollout.api import Report
 FORMATS = ("text", "json", "sarif", "github")
 
 
-def render(report: Report, fmt: str, out: IO[str], *, explain: bool = False, color: bool | None = None) -> None:
+def render(
+    report: Report, fmt: str, out: IO[str], *, explain: bool = False, color: bool | None = None
+) -> None:
     """Write ``report`` to ``out`` in one of FORMATS."""
     renderer: Callable[..., None]
     if fmt == "text":

@@ -29,7 +29,9 @@ def _code(text: str) -> Text:
     return out
 
 
-def render_text(report: Report, out: IO[str], *, explain: bool = False, color: bool | None = None) -> None:
+def render_text(
+    report: Report, out: IO[str], *, explain: bool = False, color: bool | None = None
+) -> None:
     console = Console(
         file=out,
         force_terminal=color,

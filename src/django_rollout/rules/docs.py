@@ -50,8 +50,8 @@ def page(rule: type[Rule]) -> str:
     lines += [
         "## Suppressing it",
         "",
-        f"On the migration: `rollout_ignore = {{\"{rule.id}\": \"<why this is safe here>\"}}`;"
-        f" project-wide: `ROLLOUT = {{\"ignore\": {{\"{rule.id}\": \"<why>\"}}}}`.",
+        f'On the migration: `rollout_ignore = {{"{rule.id}": "<why this is safe here>"}}`;'
+        f' project-wide: `ROLLOUT = {{"ignore": {{"{rule.id}": "<why>"}}}}`.',
         "",
     ]
     return "\n".join(lines)
