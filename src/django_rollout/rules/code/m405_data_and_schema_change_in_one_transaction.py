@@ -484,6 +484,8 @@ class DataAndSchemaChangeInOneTransaction(Rule):
         if not any(isinstance(op, migrations.RunPython | migrations.RunSQL) for _, op in earlier):
             return
         for target in _targets(ctx):
+            if not _alters(ctx.operation, ctx.app_label, target):
+                continue
             found = self._pending(ctx, target, earlier, ops)
             if found is not None:
                 data_index, (verb, why), line = found
