@@ -1,0 +1,236 @@
+"""C106: a column type changed in a way the old release may not read or write."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import pytest
+from django.db import migrations, models
+from django.db.migrations.operations.base import Operation
+
+from django_rollout.rules.compat.c101_not_null_column_without_db_default import (
+    NotNullColumnWithoutDbDefault,
+)
+from django_rollout.rules.compat.c102_column_dropped_while_in_use import ColumnDroppedWhileInUse
+from django_rollout.rules.compat.c103_column_renamed_while_in_use import ColumnRenamedWhileInUse
+from django_rollout.rules.compat.c104_table_renamed_while_in_use import TableRenamedWhileInUse
+from django_rollout.rules.compat.c105_table_dropped_while_in_use import TableDroppedWhileInUse
+from django_rollout.rules.compat.c106_column_type_incompatible import ColumnTypeIncompatible
+from django_rollout.rules.compat.c107_not_null_on_column_old_release_nulls import (
+    NotNullOnColumnOldReleaseNulls,
+)
+from django_rollout.rules.compat.c108_constraint_old_writes_may_violate import (
+    ConstraintOldWritesMayViolate,
+)
+from django_rollout.rules.compat.c109_reference_unknown_to_old_cascade import (
+    ReferenceUnknownToOldCascade,
+)
+from django_rollout.testing import judge
+
+pytestmark = pytest.mark.usefixtures("django_settings")
+
+COMPAT = [
+    NotNullColumnWithoutDbDefault,
+    ColumnDroppedWhileInUse,
+    ColumnRenamedWhileInUse,
+    TableRenamedWhileInUse,
+    TableDroppedWhileInUse,
+    ColumnTypeIncompatible,
+    NotNullOnColumnOldReleaseNulls,
+    ConstraintOldWritesMayViolate,
+    ReferenceUnknownToOldCascade,
+]
+
+FIELDS: dict[str, Callable[[], models.Field[Any, Any]]] = {
+    "char": lambda: models.CharField(max_length=100),
+    "integer": lambda: models.IntegerField(),
+    "boolean": lambda: models.BooleanField(default=False),
+    "datetime": lambda: models.DateTimeField(null=True),
+    "foreign_key": lambda: models.ForeignKey("shop.category", models.CASCADE),
+    "uuid": lambda: models.UUIDField(),
+    "json": lambda: models.JSONField(default=dict),
+    "db_default": lambda: models.IntegerField(db_default=0),
+}
+
+
+def deployed(kind: str) -> list[Operation]:
+    return [
+        migrations.CreateModel("Category", [("id", models.BigAutoField(primary_key=True))]),
+        migrations.CreateModel(
+            "Product",
+            [("id", models.BigAutoField(primary_key=True)), ("extra", FIELDS[kind]())],
+        ),
+    ]
+
+
+def fired(operations: Sequence[Operation], before: Sequence[Operation], **kw: Any) -> set[str]:
+    return {f.rule for f in judge(operations, before, rules=COMPAT, **kw) if f.rule}
+
+
+def product(field: models.Field[Any, Any]) -> list[Operation]:
+    return [
+        migrations.CreateModel("Category", [("id", models.BigAutoField(primary_key=True))]),
+        migrations.CreateModel(
+            "Product", [("id", models.BigAutoField(primary_key=True)), ("value", field)]
+        ),
+    ]
+
+
+INCOMPATIBLE = [
+    (models.CharField(max_length=100), models.CharField(max_length=50)),
+    (models.TextField(), models.CharField(max_length=200)),
+    (models.CharField(max_length=5), models.IntegerField(default=0)),
+    (models.TextField(), models.IntegerField()),
+    (models.BigIntegerField(), models.IntegerField()),
+    (models.IntegerField(), models.SmallIntegerField()),
+    (models.DateTimeField(), models.DateField()),
+    (models.DateField(), models.DateTimeField()),
+    (models.UUIDField(), models.CharField(max_length=36)),
+    (models.DecimalField(max_digits=10, decimal_places=2), models.IntegerField()),
+    (
+        models.DecimalField(max_digits=10, decimal_places=4),
+        models.DecimalField(max_digits=10, decimal_places=2),
+    ),
+    (
+        models.DecimalField(max_digits=10, decimal_places=2),
+        models.DecimalField(max_digits=8, decimal_places=2),
+    ),
+    (models.FloatField(), models.IntegerField()),
+    (models.BooleanField(), models.IntegerField()),
+    (models.JSONField(), models.TextField()),
+    (models.IntegerField(), models.BooleanField()),
+]
+
+COMPATIBLE = [
+    (models.CharField(max_length=50), models.CharField(max_length=100)),
+    (models.CharField(max_length=50), models.TextField()),
+    (models.CharField(max_length=50), models.CharField(max_length=50, blank=True, help_text="x")),
+    (models.CharField(max_length=5), models.CharField(max_length=5, choices=[("a", "A")])),
+    (models.IntegerField(), models.BigIntegerField()),
+    (models.SmallIntegerField(), models.IntegerField()),
+    (models.IntegerField(), models.PositiveIntegerField()),
+    (
+        models.DecimalField(max_digits=8, decimal_places=2),
+        models.DecimalField(max_digits=12, decimal_places=2),
+    ),
+    (models.DateTimeField(), models.DateTimeField(auto_now=True)),
+    (models.IntegerField(), models.IntegerField(validators=[], verbose_name="v")),
+    (models.JSONField(), models.JSONField(default=dict)),
+    (models.UUIDField(), models.UUIDField(unique=True)),
+    (models.BooleanField(), models.BooleanField(default=True)),
+    (models.IntegerField(), models.IntegerField(null=True)),
+]
+
+
+def _id(pair: tuple[models.Field[Any, Any], models.Field[Any, Any]]) -> str:
+    return f"{pair[0].__class__.__name__}->{pair[1].__class__.__name__}"
+
+
+@pytest.mark.parametrize("pair", INCOMPATIBLE, ids=[_id(p) for p in INCOMPATIBLE])
+def test_flags_narrowing_or_change_of_kind(pair: tuple[Any, Any]) -> None:
+    old, new = pair
+    findings = judge([migrations.AlterField("product", "value", new)], product(old), rules=COMPAT)
+    assert "C106" in {f.rule for f in findings}
+    assert {f.rule for f in findings} <= {"C106", "C107", "C108"}
+
+
+@pytest.mark.parametrize("pair", COMPATIBLE, ids=[_id(p) for p in COMPATIBLE])
+def test_ignores_widening_and_type_preserving_changes(pair: tuple[Any, Any]) -> None:
+    old, new = pair
+    ops = [migrations.AlterField("product", "value", new)]
+    assert "C106" not in fired(ops, product(old))
+
+
+@pytest.mark.parametrize("pair", INCOMPATIBLE, ids=[_id(p) for p in INCOMPATIBLE])
+def test_ignores_table_created_in_same_unit(pair: tuple[Any, Any]) -> None:
+    old, new = pair
+    before = product(old)
+    ops = [migrations.AlterField("product", "value", new)]
+    assert fired(ops, before[:1], unit_before=[before[1:]]) == set()
+
+
+@pytest.mark.parametrize("pair", INCOMPATIBLE, ids=[_id(p) for p in INCOMPATIBLE])
+def test_ignores_column_added_in_same_unit(pair: tuple[Any, Any]) -> None:
+    old, new = pair
+    before = product(models.IntegerField())
+    unit_before = [[migrations.AddField("product", "fresh", old)]]
+    ops = [migrations.AlterField("product", "fresh", new)]
+    assert "C106" not in fired(ops, before, unit_before=unit_before)
+
+
+def test_judges_against_s0_type_not_the_intermediate_one() -> None:
+    # 100 -> 30 -> 200 in the unit: the last step widens from S0's 100.
+    before = product(models.CharField(max_length=100))
+    unit_before = [[migrations.AlterField("product", "value", models.CharField(max_length=30))]]
+    ops = [migrations.AlterField("product", "value", models.CharField(max_length=200))]
+    assert "C106" not in fired(ops, before, unit_before=unit_before)
+    ops = [migrations.AlterField("product", "value", models.CharField(max_length=60))]
+    assert "C106" in fired(ops, before, unit_before=unit_before)
+
+
+def test_follows_a_rename_earlier_in_the_unit() -> None:
+    before = product(models.CharField(max_length=100))
+    unit_before = [[migrations.RenameField("product", "value", "label")]]
+    ops = [migrations.AlterField("product", "label", models.CharField(max_length=10))]
+    assert "C106" in fired(ops, before, unit_before=unit_before)
+
+
+def test_ignores_state_only_alter_field() -> None:
+    op = migrations.SeparateDatabaseAndState(
+        state_operations=[
+            migrations.AlterField("product", "value", models.CharField(max_length=10))
+        ]
+    )
+    assert fired([op], product(models.CharField(max_length=100))) == set()
+
+
+def test_message_quotes_both_database_types() -> None:
+    findings = judge(
+        [migrations.AlterField("product", "value", models.CharField(max_length=50))],
+        product(models.CharField(max_length=100)),
+        rules=COMPAT,
+    )
+    (finding,) = [f for f in findings if f.rule == "C106"]
+    assert "from `varchar(100)` to `varchar(50)`" in finding.message
+    assert "may not fit" in finding.message
+
+
+def test_ignores_foreign_key_whose_key_type_is_unchanged() -> None:
+    before = product(models.ForeignKey("shop.category", models.CASCADE))
+    new = models.ForeignKey("shop.category", models.CASCADE, null=True, related_name="+")
+    assert "C106" not in fired([migrations.AlterField("product", "value", new)], before)
+
+
+def test_ignores_integer_column_turned_into_foreign_key_to_bigint_key() -> None:
+    # integer -> bigint widens; the column rename is C103's business.
+    before = product(models.IntegerField())
+    new = models.ForeignKey("shop.category", models.CASCADE, db_column="value")
+    assert "C106" not in fired([migrations.AlterField("product", "value", new)], before)
+
+
+def test_flags_bigint_column_turned_into_foreign_key_to_integer_key() -> None:
+    before = [
+        migrations.CreateModel("Category", [("id", models.AutoField(primary_key=True))]),
+        migrations.CreateModel(
+            "Product",
+            [("id", models.BigAutoField(primary_key=True)), ("value", models.BigIntegerField())],
+        ),
+    ]
+    new = models.ForeignKey("shop.category", models.CASCADE, db_column="value")
+    assert "C106" in fired([migrations.AlterField("product", "value", new)], before)
+
+
+@pytest.mark.parametrize(
+    ("sql", "expected"),
+    [
+        ("ALTER TABLE shop_product ALTER COLUMN value TYPE varchar(20)", {"C106"}),
+        ("ALTER TABLE shop_product ALTER COLUMN value TYPE integer USING value::integer", {"C106"}),
+        ("ALTER TABLE shop_product ALTER COLUMN value TYPE varchar(500)", set()),
+        ("ALTER TABLE shop_product ALTER COLUMN value TYPE text", set()),
+        ("ALTER TABLE shop_product ALTER COLUMN ghost TYPE integer", set()),
+        ("ALTER TABLE elsewhere ALTER COLUMN value TYPE integer", set()),
+    ],
+)
+def test_run_sql_alter_column_type(sql: str, expected: set[str]) -> None:
+    assert fired([migrations.RunSQL(sql)], product(models.CharField(max_length=100))) == expected
