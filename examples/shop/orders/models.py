@@ -46,4 +46,3 @@ class OrderItem(models.Model):
                 fields=["order", "product"], name="orders_orderline_unique_product_per_order"
             ),
         ]
-

@@ -16,8 +16,11 @@ class SettingsStoreConfig(AppConfig):
         try:
             existing = set(Setting.objects.values_list("key", flat=True))
             Setting.objects.bulk_create(
-                [Setting(key=key, value=value) for key, value in DEFAULTS.items()
-                 if key not in existing]
+                [
+                    Setting(key=key, value=value)
+                    for key, value in DEFAULTS.items()
+                    if key not in existing
+                ]
             )
         except DatabaseError:
             # No database yet, or the table is not migrated yet: nothing to do.
