@@ -1,0 +1,361 @@
+"""Read what a RunPython function does to which model, from its source (``ast``).
+
+Only the forward function itself is read (not the helpers it calls, not ``reverse_code``).
+Models are recognised where the code binds them with a literal
+``apps.get_model("app", "Model")`` / ``apps.get_model("app.Model")``; a model looked up by a
+computed name is unknown, and unknown models produce no facts (a rule never guesses a table).
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any
+
+from django_rollout.graph.model import ModelKey
+from django_rollout.graph.source import function_source
+
+# Calls that write a new row with no conflict handling.
+_INSERTS = frozenset({"create", "bulk_create"})
+# Calls that return one existing row (its attributes then hold row data).
+_FETCH_ONE = frozenset({"get", "first", "last", "latest", "earliest"})
+# Exceptions whose handler makes a create a guarded one (look up first, or absorb the clash).
+_GUARD_EXCEPTIONS = frozenset({"IntegrityError", "DoesNotExist", "ObjectDoesNotExist"})
+_CONFLICT_FLAGS = frozenset({"ignore_conflicts", "update_conflicts"})
+
+
+@dataclass(frozen=True)
+class Insert:
+    """A plain insert of new rows into a model's table."""
+
+    key: ModelKey
+    line: int
+    call: str  # how the code spells it, e.g. "Group.objects.create(...)"
+
+
+@dataclass(frozen=True)
+class Rewrite:
+    """A write of a value computed from existing row data into a field."""
+
+    key: ModelKey
+    field: str
+    line: int
+    call: str
+
+
+@dataclass
+class CodeFacts:
+    """What one RunPython function does, as far as its own source tells."""
+
+    path: str | None
+    first_line: int | None
+    models: dict[str, ModelKey] = field(default_factory=dict)  # variable -> model
+    touched: set[ModelKey] = field(default_factory=set)  # every model looked up
+    inserts: list[Insert] = field(default_factory=list)
+    rewrites: list[Rewrite] = field(default_factory=list)
+
+
+def _literal_model(call: ast.AST, app_label: str) -> ModelKey | None:
+    """Return the model of a literal ``apps.get_model(...)`` call, else None."""
+    if not (
+        isinstance(call, ast.Call)
+        and isinstance(call.func, ast.Attribute)
+        and call.func.attr == "get_model"
+    ):
+        return None
+    args = [a.value for a in call.args if isinstance(a, ast.Constant) and isinstance(a.value, str)]
+    for keyword in call.keywords:
+        if keyword.arg in ("app_label", "model_name") and isinstance(keyword.value, ast.Constant):
+            args.append(str(keyword.value.value))
+    if len(args) != len(call.args) + sum(1 for k in call.keywords if k.arg):
+        return None
+    if len(args) == 2:
+        return (args[0], args[1].lower())
+    if len(args) == 1 and "." in args[0]:
+        app, _, name = args[0].partition(".")
+        return (app, name.lower())
+    return None
+
+
+def _root(node: ast.AST) -> ast.AST:
+    """Return the start of an attribute/call chain: ``X`` in ``X.objects.filter().update``."""
+    while True:
+        if isinstance(node, ast.Attribute):
+            node = node.value
+        elif isinstance(node, ast.Call) and not _literal_model(node, "_"):
+            node = node.func
+        elif isinstance(node, ast.Subscript):
+            node = node.value
+        else:
+            return node
+
+
+def _chain_has(node: ast.AST, names: frozenset[str]) -> bool:
+    """Return True when a method of ``names`` is called somewhere along the chain."""
+    while isinstance(node, ast.Attribute | ast.Call | ast.Subscript):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+            if node.func.attr in names:
+                return True
+            node = node.func.value
+        elif isinstance(node, ast.Call):
+            return False
+        else:
+            node = node.value
+    return False
+
+
+def _spelled(node: ast.AST) -> str:
+    text = ast.unparse(node)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _mentions(node: ast.AST, names: set[str]) -> bool:
+    return any(isinstance(n, ast.Name) and n.id in names for n in ast.walk(node))
+
+
+def _derived(value: ast.AST, row_vars: set[str], own: str | None = None) -> bool:
+    """Return True when ``value`` is computed from data already in the row.
+
+    Python side: it reads an attribute of the row (``u.email.lower()``, ``slugify(p.title)``).
+    ORM side: it is an expression over columns (``Lower("email")``, ``F("code")``), i.e. a
+    call taking a column name, other than ``Value(...)``.
+    """
+    if isinstance(value, ast.Constant):
+        return False
+    if own is not None:
+        if (
+            isinstance(value, ast.Attribute)
+            and isinstance(value.value, ast.Name)
+            and value.value.id in row_vars
+            and value.attr == own
+        ):
+            return False  # obj.email = obj.email
+        return any(
+            isinstance(n, ast.Attribute)
+            and isinstance(n.value, ast.Name)
+            and n.value.id in row_vars
+            for n in ast.walk(value)
+        )
+    for n in ast.walk(value):
+        if not isinstance(n, ast.Call):
+            continue
+        callee = n.func.attr if isinstance(n.func, ast.Attribute) else getattr(n.func, "id", "")
+        if callee == "Value":
+            continue
+        if any(isinstance(a, ast.Constant) and isinstance(a.value, str) for a in n.args):
+            return True
+    return False
+
+
+def _catches_clash(handler_type: ast.AST | None) -> bool:
+    return handler_type is not None and any(
+        getattr(n, "attr", getattr(n, "id", None)) in _GUARD_EXCEPTIONS
+        for n in ast.walk(handler_type)
+    )
+
+
+def _is_identity(value: ast.AST, name: str) -> bool:
+    return (
+        isinstance(value, ast.Call)
+        and getattr(value.func, "id", getattr(value.func, "attr", "")) == "F"
+        and len(value.args) == 1
+        and isinstance(value.args[0], ast.Constant)
+        and value.args[0].value == name
+    )
+
+
+class _Reader:
+    def __init__(self, tree: ast.AST, app_label: str, facts: CodeFacts) -> None:
+        self.tree = tree
+        self.app_label = app_label
+        self.facts = facts
+        self.parents: dict[ast.AST, ast.AST] = {}
+        for node in ast.walk(tree):
+            for child in ast.iter_child_nodes(node):
+                self.parents[child] = node
+        self.instances: dict[str, ModelKey] = {}  # new, unsaved objects: obj = Model(...)
+        self.row_vars: dict[str, ModelKey] = {}  # existing rows: for obj in Model.objects...
+        self.saved: set[str] = set()
+        self.bulk_updated: dict[ModelKey, set[str]] = {}
+
+    def line(self, node: ast.AST) -> int:
+        return (self.facts.first_line or 1) + getattr(node, "lineno", 1) - 1
+
+    def model_of(self, node: ast.AST) -> ModelKey | None:
+        root = _root(node)
+        if isinstance(root, ast.Name):
+            return self.facts.models.get(root.id)
+        return _literal_model(root, self.app_label)
+
+    def read(self) -> None:
+        # Bind model variables first: they are used anywhere below their assignment.
+        for node in ast.walk(self.tree):
+            if isinstance(node, ast.Call) and (key := _literal_model(node, self.app_label)):
+                self.facts.touched.add(key)
+            if isinstance(node, ast.Assign):
+                self._bind(node.targets, node.value)
+        for node in ast.walk(self.tree):
+            if isinstance(node, ast.For):
+                key = self.model_of(node.iter)
+                if key is not None and isinstance(node.target, ast.Name):
+                    self.row_vars[node.target.id] = key
+            elif isinstance(node, ast.Assign) and len(node.targets) == 1:
+                target = node.targets[0]
+                if isinstance(target, ast.Name) and isinstance(node.value, ast.Call):
+                    self._bind_row(target.id, node.value)
+        for node in ast.walk(self.tree):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+                self._call(node)
+        for node in ast.walk(self.tree):
+            if isinstance(node, ast.Assign):
+                self._assign(node)
+
+    def _bind(self, targets: list[ast.expr], value: ast.expr) -> None:
+        for target in targets:
+            if isinstance(target, ast.Name):
+                if key := _literal_model(value, self.app_label):
+                    self.facts.models[target.id] = key
+            elif isinstance(target, ast.Tuple) and isinstance(value, ast.Tuple):
+                for t, v in zip(target.elts, value.elts, strict=False):
+                    self._bind([t], v)
+
+    def _bind_row(self, name: str, value: ast.Call) -> None:
+        if isinstance(value.func, ast.Name) and value.func.id in self.facts.models:
+            explicit_pk = any(k.arg in ("pk", "id") for k in value.keywords)
+            if not explicit_pk:  # with a pk, save() runs UPDATE and inserts only if missing
+                self.instances[name] = self.facts.models[value.func.id]
+        elif (
+            isinstance(value.func, ast.Attribute)
+            and value.func.attr in _FETCH_ONE
+            and (key := self.model_of(value.func.value)) is not None
+        ):
+            self.row_vars[name] = key
+
+    def _call(self, node: ast.Call) -> None:
+        assert isinstance(node.func, ast.Attribute)
+        method = node.func.attr
+        receiver = node.func.value
+        if method == "save":
+            if isinstance(receiver, ast.Name):
+                self.saved.add(receiver.id)
+                if receiver.id in self.instances and not self._guarded(node, {receiver.id}):
+                    self._insert(self.instances[receiver.id], node)
+            elif isinstance(receiver, ast.Call) and isinstance(receiver.func, ast.Name):
+                key = self.facts.models.get(receiver.func.id)
+                explicit_pk = any(k.arg in ("pk", "id") for k in receiver.keywords)
+                if key is not None and not explicit_pk:
+                    self._insert(key, node)
+            return
+        key = self.model_of(receiver)
+        if key is None or receiver is _root(receiver):
+            return
+        if method in _INSERTS:
+            if method == "bulk_create" and self._handles_conflicts(node):
+                return
+            root = _root(receiver)
+            names = {root.id} if isinstance(root, ast.Name) else set()
+            if not self._guarded(node, names):
+                self._insert(key, node)
+        elif method == "update":
+            for keyword in node.keywords:
+                if keyword.arg is None or _is_identity(keyword.value, keyword.arg):
+                    continue
+                if _derived(keyword.value, set()):
+                    self.facts.rewrites.append(
+                        Rewrite(key, keyword.arg, self.line(node), _spelled(node))
+                    )
+        elif method == "bulk_update" and len(node.args) >= 2:
+            fields = node.args[1]
+            if isinstance(fields, ast.List | ast.Tuple):
+                for element in fields.elts:
+                    if isinstance(element, ast.Constant) and isinstance(element.value, str):
+                        self.bulk_updated.setdefault(key, set()).add(element.value)
+
+    def _assign(self, node: ast.Assign) -> None:
+        for target in node.targets:
+            if not (isinstance(target, ast.Attribute) and isinstance(target.value, ast.Name)):
+                continue
+            var = target.value.id
+            key = self.row_vars.get(var)
+            if key is None:
+                continue
+            written = var in self.saved or target.attr in self.bulk_updated.get(key, set())
+            if not written:
+                continue
+            if _derived(node.value, {var}, own=target.attr):
+                self.facts.rewrites.append(
+                    Rewrite(key, target.attr, self.line(node), _spelled(node))
+                )
+
+    def _handles_conflicts(self, node: ast.Call) -> bool:
+        for keyword in node.keywords:
+            if keyword.arg is None:
+                return True  # **options may carry ignore_conflicts: do not guess
+            if keyword.arg in _CONFLICT_FLAGS:
+                value = keyword.value
+                return not (isinstance(value, ast.Constant) and not value.value)
+        return False
+
+    def _guarded(self, node: ast.AST, names: set[str]) -> bool:
+        """Return True when the insert runs only after looking for the row, or absorbs a
+        clash: inside an ``if`` whose test queries the same model, or a ``try`` catching
+        ``IntegrityError`` / ``DoesNotExist``."""
+        model_names = names | {n for n, k in self.facts.models.items() if k in self._keys(names)}
+        child = node
+        parent = self.parents.get(node)
+        while parent is not None and not isinstance(parent, ast.FunctionDef | ast.Lambda):
+            if (
+                isinstance(parent, ast.If | ast.While)
+                and child is not parent.test
+                and (_mentions(parent.test, model_names) or self._queries(parent.test))
+            ):
+                return True
+            if (
+                isinstance(parent, ast.Try)
+                and child in parent.body
+                and any(_catches_clash(h.type) for h in parent.handlers)
+            ):
+                return True
+            if isinstance(parent, ast.ExceptHandler) and _catches_clash(parent.type):
+                return True
+            child, parent = parent, self.parents.get(parent)
+        return False
+
+    def _keys(self, names: set[str]) -> set[ModelKey]:
+        return {self.facts.models[n] for n in names if n in self.facts.models}
+
+    def _queries(self, test: ast.AST) -> bool:
+        # ``if not exists:`` where ``exists = Model.objects.filter(...).exists()`` earlier.
+        return any(
+            isinstance(n, ast.Call)
+            and isinstance(n.func, ast.Attribute)
+            and n.func.attr in ("exists", "count", "filter", "get", "first")
+            for n in ast.walk(test)
+        )
+
+    def _insert(self, key: ModelKey, node: ast.AST) -> None:
+        self.facts.inserts.append(Insert(key, self.line(node), _spelled(node)))
+
+
+@lru_cache(maxsize=256)
+def code_facts(func: Callable[..., Any], app_label: str) -> CodeFacts | None:
+    """Return what the RunPython function ``func`` does, or None without readable source."""
+    tree, path, first = function_source(func)
+    if tree is None:
+        return None
+    facts = CodeFacts(path, first)
+    _Reader(tree, app_label, facts).read()
+    return facts
+
+
+def forward_facts(operation: Any, app_label: str) -> CodeFacts | None:
+    """Return the facts of a RunPython's forward code (``reverse_code`` is not judged)."""
+    code = getattr(operation, "code", None)
+    if code is None:
+        return None
+    try:
+        return code_facts(code, app_label)
+    except TypeError:  # an unhashable callable
+        return None

@@ -1,0 +1,269 @@
+"""D201: uniqueness added over rows that collide, or may."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from django.db import migrations, models
+
+from django_rollout.findings import Finding, Severity
+from django_rollout.graph.context import OperationContext
+from django_rollout.rules.base import Rule
+from django_rollout.rules.data._schema import (
+    Fill,
+    UniqueSet,
+    added_in_this_migration,
+    already_unique,
+    column_of,
+    constraint_set,
+    existing_fill,
+    few_rows,
+    graded,
+    runsql_actions,
+    size_note,
+    table_ref,
+)
+from django_rollout.vendors.base import StatementKind as K
+
+_UNIQUE_SQL = (
+    K.ADD_UNIQUE_CONSTRAINT,
+    K.ADD_PRIMARY_KEY,
+    K.CREATE_INDEX,
+    K.CREATE_INDEX_CONCURRENTLY,
+)
+
+
+class UniquenessOverCollidingRows(Rule):
+    """Uniqueness added where the rows already in the table collide, or may.
+
+    What it does
+    ------------
+    Flags, as an error, a unique column (``unique=True``, ``primary_key``, a ``OneToOneField``,
+    or a ``UniqueConstraint`` over columns added just before it in the same migration) added
+    to a table in S0 while every existing row gets one and the same value: a ``default``
+    (a callable such as ``uuid.uuid4`` is called once, for all rows), the ``''`` Django uses
+    for a NOT NULL ``blank=True`` text field, ``auto_now``, or a constant ``db_default``.
+    Flags, as a warning, uniqueness added over columns that existed in S0 (``AlterField``
+    to ``unique=True``, ``AddConstraint(UniqueConstraint)``, ``AlterUniqueTogether``,
+    RunSQL ``ADD CONSTRAINT ... UNIQUE`` / ``CREATE UNIQUE INDEX``, with or without
+    CONCURRENTLY): their values may hold duplicates. Stays silent for a nullable column
+    without a default (NULLs never collide unless ``nulls_distinct=False``), a volatile
+    ``db_default`` such as ``RandomUUID()`` (one value per row), columns already unique in S0,
+    tables created in the deploy unit and ``ADD CONSTRAINT ... UNIQUE USING INDEX`` (the
+    index was already built). With S0 row counts, a table of 0 or 1 rows makes it info.
+
+    Why it breaks production
+    ------------------------
+    PostgreSQL builds the unique index over the rows that are there and stops at the first
+    pair: ``could not create unique index "..."  DETAIL: Key (token)=(4f1c...) is
+    duplicated``. The migration fails (an error, not a slowdown) on every database that holds
+    two rows, typically production only, since test databases are empty. The documented
+    Django pitfall is ``UUIDField(default=uuid.uuid4, unique=True)``: the default is called
+    once and every existing row gets the same UUID. An index built CONCURRENTLY fails the same
+    way, and leaves an INVALID index behind that must be dropped.
+
+    Example
+    -------
+    ```python
+    import uuid
+    before = [
+        migrations.CreateModel("Customer", [
+            ("id", models.BigAutoField(primary_key=True)),
+            ("email", models.EmailField(max_length=254)),
+        ]),
+    ]
+    operations = [
+        migrations.AddField(
+            "customer", "public_id", models.UUIDField(default=uuid.uuid4, unique=True)
+        ),
+    ]
+    ```
+
+    Use instead
+    -----------
+    ```python
+    import uuid
+    before = [
+        migrations.CreateModel("Customer", [
+            ("id", models.BigAutoField(primary_key=True)),
+            ("email", models.EmailField(max_length=254)),
+        ]),
+    ]
+    operations = [
+        # Every existing row holds NULL, and NULLs never collide: backfill one UUID per row
+        # next, then make the column NOT NULL in a later release.
+        migrations.AddField("customer", "public_id", models.UUIDField(null=True, unique=True)),
+    ]
+    ```
+    """
+
+    id = "D201"
+    name = "uniqueness-over-colliding-rows"
+    severity = Severity.ERROR
+    message = (
+        "`{table}`.`{column}` is added UNIQUE with {value} in every existing row: the migration"
+        " fails with `could not create unique index` once the table holds two rows{size}"
+    )
+    may_message = (
+        "uniqueness is added over existing values of `{table}` ({columns}): any duplicate makes"
+        " the migration fail with `could not create unique index ... is duplicated`{size}"
+    )
+    help = (
+        "Give each existing row its own value before adding the uniqueness, and check"
+        " `{table}` ({columns}) for duplicates first"
+    )
+    recipe_steps = (
+        "For a new column: add `{field}` with null=True and no default (existing rows hold"
+        " NULL, which never collides), or with a volatile db_default such as RandomUUID().",
+        "Backfill one distinct value per existing row in batches, in a migration of its own:"
+        ' RunPython with apps.get_model("{app_label}", "{model}") (e.g. uuid.uuid4() per'
+        " row, not a shared default).",
+        "Look for duplicates right before adding the uniqueness: SELECT {columns}, count(*)"
+        " FROM {table} GROUP BY {columns} HAVING count(*) > 1; and resolve them.",
+        "Build the index without blocking writes in a non-atomic migration:"
+        ' SeparateDatabaseAndState(database_operations=[RunSQL("CREATE UNIQUE INDEX'
+        ' CONCURRENTLY ... ON {table} ({columns})")], state_operations=[<the unique'
+        " change>]). CONCURRENTLY changes the lock, not the data: a duplicate still fails it"
+        " and leaves an INVALID index to DROP.",
+    )
+
+    def check_operation(self, ctx: OperationContext) -> Iterable[Finding]:
+        if not ctx.database:
+            return
+        op = ctx.operation
+        if isinstance(op, migrations.RunSQL):
+            yield from self._runsql(ctx)
+            return
+        if not ctx.table_in_s0 or ctx.before is None or ctx.after is None:
+            return
+        if isinstance(op, migrations.AddField):
+            yield from self._added(ctx, op.name, op.field)
+            return
+        new_sets: list[UniqueSet] = []
+        if isinstance(op, migrations.AlterField):
+            old = ctx.before.fields.get(op.name)
+            if op.field.unique and old is not None and not old.unique:
+                new_sets.append(UniqueSet(frozenset({op.name})))
+        elif isinstance(op, migrations.AddConstraint) and isinstance(
+            op.constraint, models.UniqueConstraint
+        ):
+            new_sets.append(constraint_set(op.constraint))
+        elif isinstance(op, migrations.AlterUniqueTogether):
+            before = {frozenset(t) for t in ctx.before.options.get("unique_together") or ()}
+            after = {frozenset(t) for t in ctx.after.options.get("unique_together") or ()}
+            new_sets.extend(UniqueSet(s) for s in after - before)
+        for unique in new_sets:
+            yield from self._over_existing(ctx, unique)
+
+    def _added(
+        self, ctx: OperationContext, name: str, field: models.Field[Any, Any]
+    ) -> Iterable[Finding]:
+        if field.many_to_many or not field.unique:
+            return
+        fill = existing_fill(field)
+        if fill.fill in (Fill.NULL, Fill.DISTINCT):
+            return
+        column = column_of(name, field)
+        assert ctx.before is not None
+        small = few_rows(ctx.unit, ctx.before.db_table, 1)
+        if fill.fill is Fill.CONSTANT:
+            yield self.finding(
+                ctx,
+                severity=graded(Severity.ERROR, small),
+                field=name,
+                column=column,
+                columns=column,
+                value=fill.shown,
+                size=size_note(small),
+            )
+        else:
+            yield self._may(ctx, name, (column,), small)
+
+    def _over_existing(self, ctx: OperationContext, unique: UniqueSet) -> Iterable[Finding]:
+        assert ctx.before is not None
+        if already_unique(ctx.before, unique.fields):
+            return
+        fields = sorted(unique.fields)
+        columns = tuple(
+            column_of(f, ctx.before.fields[f]) if f in ctx.before.fields else f for f in fields
+        )
+        small = few_rows(ctx.unit, ctx.before.db_table, 1)
+        if any(ctx.s0_field(f) is not None for f in fields):
+            yield self._may(ctx, fields[0], columns, small)
+            return
+        # Every column is new in the unit: what the rows hold depends on how they were added.
+        added = added_in_this_migration(ctx, fields)
+        if added is None:
+            yield self._may(ctx, fields[0], columns, small)
+            return
+        fills = [existing_fill(added[f]) for f in fields]
+        if any(f.fill is Fill.DISTINCT for f in fills):
+            return
+        if unique.nulls_distinct and any(f.fill is Fill.NULL for f in fills):
+            return
+        if unique.exact and all(f.fill in (Fill.CONSTANT, Fill.NULL) for f in fills):
+            shown = ", ".join(f.shown or "NULL" for f in fills)
+            yield self.finding(
+                ctx,
+                severity=graded(Severity.ERROR, small),
+                field=fields[0],
+                column=", ".join(columns),
+                columns=", ".join(columns),
+                value=shown,
+                size=size_note(small),
+            )
+            return
+        yield self._may(ctx, fields[0], columns, small)
+
+    def _may(
+        self,
+        ctx: OperationContext,
+        field: str,
+        columns: Sequence[str],
+        small: int | None,
+        **names: Any,
+    ) -> Finding:
+        return self.finding(
+            ctx,
+            severity=graded(Severity.WARNING, small),
+            message=self.may_message,
+            field=field,
+            column=columns[0] if columns else "",
+            columns=", ".join(columns),
+            size=size_note(small),
+            **names,
+        )
+
+    def _runsql(self, ctx: OperationContext) -> Iterable[Finding]:
+        for action in runsql_actions(ctx):
+            if action.kind not in _UNIQUE_SQL or not action.unique:
+                continue
+            ref = table_ref(ctx.unit, action.table)
+            if ref is None or ref.s0 is None:
+                continue
+            s0_names: list[str] = []
+            for column in action.columns:
+                s0 = ref.s0_field(ctx.unit, column)
+                name = ref.field_of(column)
+                if s0 is not None and name is not None:
+                    s0_names.append(ctx.unit.lineage.s0_field_name(ref.key, name) or name)
+            if action.columns and not s0_names:
+                continue  # only columns new in the unit: their fill is not readable from SQL
+            if (
+                action.columns
+                and len(s0_names) == len(action.columns)
+                and already_unique(ref.s0, s0_names)
+                and not action.has_where
+            ):
+                continue
+            small = few_rows(ctx.unit, ref.now.db_table, 1)
+            columns = action.columns or ("<expression>",)
+            yield self._may(
+                ctx,
+                ref.field_of(columns[0]) or columns[0],
+                columns,
+                small,
+                table=ref.now.db_table,
+                model=ref.now.name,
+            )

@@ -1,0 +1,310 @@
+"""D201: uniqueness added where existing rows collide, or may."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import pytest
+from django.contrib.postgres.functions import RandomUUID
+from django.db import migrations, models
+from django.db.migrations.operations.base import Operation
+from django.db.models.functions import Lower, Now
+
+from django_rollout.findings import Finding, Severity
+from django_rollout.rules.registry import all_rules
+from django_rollout.testing import judge
+
+pytestmark = pytest.mark.usefixtures("django_settings")
+
+DATA = [r for r in all_rules() if r.family() == "data"]
+
+
+def customer(*extra: tuple[str, models.Field[Any, Any]]) -> list[Operation]:
+    return [
+        migrations.CreateModel(
+            "Customer",
+            [
+                ("id", models.BigAutoField(primary_key=True)),
+                ("email", models.EmailField(max_length=254)),
+                ("nickname", models.CharField(max_length=50, null=True)),
+                ("code", models.CharField(max_length=20, unique=True)),
+                *extra,
+            ],
+        )
+    ]
+
+
+def findings(
+    operations: Sequence[Operation],
+    before: Sequence[Operation] = (),
+    rows: Mapping[str, int] | None = None,
+    unit_before: Sequence[Sequence[Operation]] = (),
+) -> list[Finding]:
+    return judge(operations, before, rows=rows, unit_before=unit_before, rules=DATA)
+
+
+def only(found: list[Finding], rule: str) -> list[Finding]:
+    assert {f.rule for f in found} <= {rule}, [f.rule for f in found]
+    return [f for f in found if f.rule == rule]
+
+
+CONSTANT_UNIQUE: dict[str, Callable[[], models.Field[Any, Any]]] = {
+    "uuid_callable_default": lambda: models.UUIDField(default=uuid.uuid4, unique=True),
+    "char_constant_default": lambda: models.CharField(max_length=20, default="x", unique=True),
+    "char_blank_no_default": lambda: models.CharField(max_length=20, blank=True, unique=True),
+    "text_blank_no_default": lambda: models.TextField(blank=True, unique=True),
+    "integer_default": lambda: models.IntegerField(default=0, unique=True),
+    "boolean_default": lambda: models.BooleanField(default=False, unique=True),
+    "datetime_auto_now_add": lambda: models.DateTimeField(auto_now_add=True, unique=True),
+    "constant_db_default": lambda: models.IntegerField(db_default=7, unique=True),
+    "stable_db_default_now": lambda: models.DateTimeField(db_default=Now(), unique=True),
+    "nullable_with_default": lambda: models.UUIDField(null=True, default=uuid.uuid4, unique=True),
+    "json_default": lambda: models.JSONField(default=dict, unique=True),
+}
+
+
+@pytest.mark.parametrize("make", CONSTANT_UNIQUE.values(), ids=CONSTANT_UNIQUE.keys())
+def test_flags_unique_column_added_with_one_value_for_every_row(
+    make: Callable[[], models.Field[Any, Any]],
+) -> None:
+    found = only(findings([migrations.AddField("customer", "token", make())], customer()), "D201")
+    assert len(found) == 1 and found[0].severity is Severity.ERROR
+    assert "every existing row" in found[0].message
+
+
+def test_flags_one_to_one_added_with_one_default_target_for_every_row() -> None:
+    field = models.OneToOneField("shop.Customer", models.CASCADE, default=1, related_name="+")
+    found = findings([migrations.AddField("customer", "twin", field)], customer())
+    # D203 also fires: that one id may not exist in the target table.
+    assert {(f.rule, f.severity) for f in found} == {
+        ("D201", Severity.ERROR),
+        ("D203", Severity.WARNING),
+    }
+
+
+def test_names_the_callable_default_called_once() -> None:
+    field = models.UUIDField(default=uuid.uuid4, unique=True)
+    [finding] = findings([migrations.AddField("customer", "token", field)], customer())
+    assert "uuid.uuid4" in finding.message and "called once" in finding.message
+    assert "`shop_customer`.`token`" in finding.message
+
+
+SAFE_ADDED: dict[str, Callable[[], models.Field[Any, Any]]] = {
+    "nullable_no_default": lambda: models.UUIDField(null=True, unique=True),
+    "nullable_char_blank": lambda: models.CharField(
+        max_length=20, null=True, blank=True, unique=True
+    ),
+    "volatile_db_default": lambda: models.UUIDField(db_default=RandomUUID(), unique=True),
+    "not_unique_with_default": lambda: models.UUIDField(default=uuid.uuid4),
+    "nullable_foreign_key_one_to_one": lambda: models.OneToOneField(
+        "shop.Customer", models.CASCADE, null=True, related_name="+"
+    ),
+}
+
+
+@pytest.mark.parametrize("make", SAFE_ADDED.values(), ids=SAFE_ADDED.keys())
+def test_ignores_added_column_whose_rows_cannot_collide(
+    make: Callable[[], models.Field[Any, Any]],
+) -> None:
+    assert findings([migrations.AddField("customer", "token", make())], customer()) == []
+
+
+def test_ignores_unique_column_on_table_created_in_the_unit() -> None:
+    ops = [
+        migrations.AddField("customer", "token", models.UUIDField(default=uuid.uuid4, unique=True))
+    ]
+    assert findings(ops, unit_before=[customer()]) == []
+
+
+def test_ignores_state_only_unique_column() -> None:
+    field = models.UUIDField(default=uuid.uuid4, unique=True)
+    op = migrations.SeparateDatabaseAndState(
+        state_operations=[migrations.AddField("customer", "token", field)]
+    )
+    assert findings([op], customer()) == []
+
+
+@pytest.mark.parametrize("count", [0, 1])
+def test_downgrades_to_info_on_a_table_of_at_most_one_row(count: int) -> None:
+    field = models.UUIDField(default=uuid.uuid4, unique=True)
+    found = findings(
+        [migrations.AddField("customer", "token", field)], customer(), rows={"shop_customer": count}
+    )
+    assert [f.severity for f in found] == [Severity.INFO]
+    assert f"S0 counted {count} row" in found[0].message
+
+
+def test_keeps_error_on_a_table_of_two_rows() -> None:
+    field = models.UUIDField(default=uuid.uuid4, unique=True)
+    found = findings(
+        [migrations.AddField("customer", "token", field)], customer(), rows={"shop_customer": 2}
+    )
+    assert [f.severity for f in found] == [Severity.ERROR]
+
+
+def test_flags_unique_constraint_over_a_constant_column_added_just_before() -> None:
+    ops = [
+        migrations.AddField("customer", "token", models.CharField(max_length=20, default="x")),
+        migrations.AddConstraint(
+            "customer", models.UniqueConstraint(fields=["token"], name="customer_token_uniq")
+        ),
+    ]
+    [finding] = only(findings(ops, customer()), "D201")
+    assert finding.severity is Severity.ERROR and finding.operation_index == 1
+
+
+def test_warns_when_a_data_migration_ran_between_add_and_constraint() -> None:
+    ops = [
+        migrations.AddField("customer", "token", models.CharField(max_length=20, default="x")),
+        migrations.RunSQL("UPDATE shop_customer SET token = id::text", migrations.RunSQL.noop),
+        migrations.AddConstraint(
+            "customer", models.UniqueConstraint(fields=["token"], name="customer_token_uniq")
+        ),
+    ]
+    [finding] = only(findings(ops, customer()), "D201")
+    assert finding.severity is Severity.WARNING
+
+
+def test_ignores_unique_constraint_over_a_nullable_column_added_just_before() -> None:
+    ops = [
+        migrations.AddField("customer", "token", models.CharField(max_length=20, null=True)),
+        migrations.AddConstraint(
+            "customer", models.UniqueConstraint(fields=["token"], name="customer_token_uniq")
+        ),
+    ]
+    assert findings(ops, customer()) == []
+
+
+def test_flags_nulls_not_distinct_constraint_over_a_nullable_column_added_just_before() -> None:
+    ops = [
+        migrations.AddField("customer", "token", models.CharField(max_length=20, null=True)),
+        migrations.AddConstraint(
+            "customer",
+            models.UniqueConstraint(
+                fields=["token"], name="customer_token_uniq", nulls_distinct=False
+            ),
+        ),
+    ]
+    [finding] = only(findings(ops, customer()), "D201")
+    assert finding.severity is Severity.ERROR
+
+
+# -- uniqueness over columns that existed in S0: a warning --------------------------------
+
+EXISTING_UNIQUE: dict[str, Operation] = {
+    "alter_field_unique": migrations.AlterField(
+        "customer", "email", models.EmailField(max_length=254, unique=True)
+    ),
+    "alter_field_one_to_one": migrations.AlterField(
+        "customer", "nickname", models.CharField(max_length=50, null=True, unique=True)
+    ),
+    "unique_constraint": migrations.AddConstraint(
+        "customer", models.UniqueConstraint(fields=["email"], name="customer_email_uniq")
+    ),
+    "unique_constraint_expression": migrations.AddConstraint(
+        "customer", models.UniqueConstraint(Lower("email"), name="customer_email_ci_uniq")
+    ),
+    "partial_unique_constraint": migrations.AddConstraint(
+        "customer",
+        models.UniqueConstraint(
+            fields=["email"], condition=models.Q(nickname__isnull=False), name="c_email_uniq"
+        ),
+    ),
+    "unique_together": migrations.AlterUniqueTogether("customer", {("email", "nickname")}),
+    "runsql_unique_constraint": migrations.RunSQL(
+        "ALTER TABLE shop_customer ADD CONSTRAINT c_email_uniq UNIQUE (email)"
+    ),
+    "runsql_unique_index": migrations.RunSQL(
+        "CREATE UNIQUE INDEX c_email_uniq ON shop_customer (email)"
+    ),
+    "runsql_unique_index_concurrently": migrations.RunSQL(
+        "CREATE UNIQUE INDEX CONCURRENTLY c_email_uniq ON shop_customer (email)"
+    ),
+    "runsql_expression_index": migrations.RunSQL(
+        "CREATE UNIQUE INDEX c_email_uniq ON shop_customer (lower(email))"
+    ),
+}
+
+
+@pytest.mark.parametrize("op", EXISTING_UNIQUE.values(), ids=EXISTING_UNIQUE.keys())
+def test_warns_when_uniqueness_is_added_over_existing_values(op: Operation) -> None:
+    [finding] = only(findings([op], customer()), "D201")
+    assert finding.severity is Severity.WARNING
+    assert "may" in finding.help or "any duplicate" in finding.message
+    assert "`shop_customer`" in finding.message
+
+
+def test_warns_on_concurrent_unique_index_of_the_documented_recipe() -> None:
+    # CONCURRENTLY changes the lock, not the data: duplicates still fail it (and leave an
+    # INVALID index). The state side is silent; the database side carries the warning.
+    op = migrations.SeparateDatabaseAndState(
+        database_operations=[
+            migrations.RunSQL(
+                "CREATE UNIQUE INDEX CONCURRENTLY c_email_uniq ON shop_customer (email)",
+                "DROP INDEX CONCURRENTLY c_email_uniq",
+            ),
+            migrations.RunSQL(
+                "ALTER TABLE shop_customer ADD CONSTRAINT c_email_uniq UNIQUE USING INDEX"
+                " c_email_uniq"
+            ),
+        ],
+        state_operations=[
+            migrations.AlterField(
+                "customer", "email", models.EmailField(max_length=254, unique=True)
+            )
+        ],
+    )
+    found = only(findings([op], customer()), "D201")
+    assert len(found) == 1 and found[0].severity is Severity.WARNING
+    assert "CONCURRENTLY" in " ".join(found[0].recipe)
+
+
+SAFE_EXISTING: dict[str, Operation] = {
+    "already_unique_field": migrations.AlterField(
+        "customer", "code", models.CharField(max_length=40, unique=True)
+    ),
+    "superset_of_unique": migrations.AddConstraint(
+        "customer", models.UniqueConstraint(fields=["code", "email"], name="c_code_email")
+    ),
+    "unique_together_superset": migrations.AlterUniqueTogether("customer", {("code", "email")}),
+    "runsql_superset_of_unique": migrations.RunSQL(
+        "CREATE UNIQUE INDEX c_code_email ON shop_customer (code, email)"
+    ),
+    "non_unique_index": migrations.RunSQL("CREATE INDEX c_email ON shop_customer (email)"),
+    "unique_using_existing_index": migrations.RunSQL(
+        "ALTER TABLE shop_customer ADD CONSTRAINT c_uniq UNIQUE USING INDEX c_email_idx"
+    ),
+    "unknown_table": migrations.RunSQL("CREATE UNIQUE INDEX x ON other_table (email)"),
+    "plain_index": migrations.AddIndex(
+        "customer", models.Index(fields=["email"], name="customer_email_idx")
+    ),
+}
+
+
+@pytest.mark.parametrize("op", SAFE_EXISTING.values(), ids=SAFE_EXISTING.keys())
+def test_ignores_uniqueness_already_guaranteed_or_not_added(op: Operation) -> None:
+    assert findings([op], customer()) == []
+
+
+def test_follows_a_rename_earlier_in_the_unit() -> None:
+    ops = [
+        migrations.AlterField("customer", "mail", models.EmailField(max_length=254, unique=True))
+    ]
+    unit_before = [[migrations.RenameField("customer", "email", "mail")]]
+    [finding] = only(findings(ops, customer(), unit_before=unit_before), "D201")
+    assert finding.severity is Severity.WARNING
+
+
+def test_ignores_uniqueness_on_a_table_created_in_the_unit() -> None:
+    ops = [
+        migrations.AlterField("customer", "email", models.EmailField(max_length=254, unique=True))
+    ]
+    assert findings(ops, unit_before=[customer()]) == []
+
+
+def test_downgrades_the_warning_to_info_on_a_single_row_table() -> None:
+    op = EXISTING_UNIQUE["alter_field_unique"]
+    found = findings([op], customer(), rows={"shop_customer": 1})
+    assert [f.severity for f in found] == [Severity.INFO]
