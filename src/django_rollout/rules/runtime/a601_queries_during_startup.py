@@ -18,6 +18,13 @@ def _short(sql: str) -> str:
     return text if len(text) <= _SQL_WIDTH else text[: _SQL_WIDTH - 3] + "..."
 
 
+def _shown(sql: str) -> str:
+    if sql.startswith("<connection to database "):
+        # The capture's marker for a connection that failed before any SQL was sent.
+        return "connecting to " + sql.removeprefix("<connection to ").rstrip(">")
+    return f"`{_short(sql)}`"
+
+
 class QueriesDuringStartup(Rule):
     """Database queries run while Django starts (``AppConfig.ready()``, module import).
 
@@ -66,7 +73,7 @@ class QueriesDuringStartup(Rule):
     name = "queries-during-startup"
     severity = Severity.WARNING
     message = (
-        "a query {verb} while Django starts (`{sql}`){outcome}: it runs before and during"
+        "a query {verb} while Django starts ({sql}){outcome}: it runs before and during"
         " `migrate`, against a schema that may be half-migrated"
     )
     help = "Move the query out of start-up: run it lazily, on first use inside a request"
@@ -96,7 +103,7 @@ class QueriesDuringStartup(Rule):
             where = f"{relative(path)}:{line}" if path else "an unknown place"
             names = {
                 "verb": "runs" if reached else "is attempted",
-                "sql": _short(shown.sql),
+                "sql": _shown(shown.sql),
                 "outcome": outcome,
                 "where": where,
                 "app_label": "",
