@@ -1,0 +1,249 @@
+"""What a data migration does to tables: read from the code of ``RunPython`` and ``RunSQL``.
+
+The code is read, never run. A queryset is followed from its model (``apps.get_model`` or
+an imported model class) through the names it is assigned to; a write is whole-table when
+it is not narrowed to one row (``pk=``/``id=``) or to a slice (a batch).
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from django.db import migrations
+
+from django_rollout.graph.context import OperationContext
+from django_rollout.graph.model import ModelKey
+from django_rollout.graph.source import function_source
+from django_rollout.rules.locks._statements import K, sql_actions, table_is_hot
+
+_QUERYSET_WRITES = frozenset({"update", "delete"})
+_OBJECT_WRITES = frozenset({"save", "delete"})
+# Writes that change the existing rows they are given: whole-table when those come from a
+# loop (or comprehension) over a whole queryset. Inserts (create, bulk_create) change no
+# existing row and lock nothing the release is using: D205 judges them.
+_MANAGER_WRITES = frozenset({"bulk_update", "update_or_create"})
+_COMPREHENSIONS = (ast.ListComp, ast.SetComp, ast.GeneratorExp, ast.DictComp)
+_ONE_ROW = frozenset({"pk", "id", "pk__in", "id__in"})
+
+
+@dataclass
+class DataPass:
+    """What one data operation does: the tables it writes and how."""
+
+    tables: set[str] = field(default_factory=set)  # tables in S0 it writes
+    touches_s0: bool = False  # reads or writes a table in S0 (or a table it cannot resolve)
+    whole_table: bool = False  # one statement, or one loop, over a whole table
+    batched: bool = False  # writes narrowed to slices or single rows inside a loop
+    unknown: bool = False  # code that cannot be read
+    rows: int | None = None
+
+    @property
+    def writes(self) -> bool:
+        return bool(self.tables)
+
+
+def _chain(node: ast.AST) -> Iterator[ast.AST]:
+    """Yield the nodes of an attribute/call/subscript chain, outermost first."""
+    while True:
+        yield node
+        if isinstance(node, ast.Call):
+            node = node.func
+        elif isinstance(node, (ast.Attribute, ast.Subscript)):
+            node = node.value
+        else:
+            return
+
+
+def _root(node: ast.AST) -> str | None:
+    *_, last = _chain(node)
+    return last.id if isinstance(last, ast.Name) else None
+
+
+def _narrowed(node: ast.AST) -> bool:
+    """Return True if a queryset chain is sliced or filtered down to single rows."""
+    for part in _chain(node):
+        if isinstance(part, ast.Subscript) and isinstance(part.slice, ast.Slice):
+            return True
+        if (
+            isinstance(part, ast.Call)
+            and isinstance(part.func, ast.Attribute)
+            and part.func.attr in ("filter", "get")
+            and any(kw.arg in _ONE_ROW for kw in part.keywords)
+        ):
+            return True
+    return False
+
+
+class _Reader(ast.NodeVisitor):
+    def __init__(self, ctx: OperationContext) -> None:
+        self.ctx = ctx
+        self.unit = ctx.unit
+        self.models: dict[str, ModelKey] = {}  # names bound to a model class
+        self.querysets: dict[str, tuple[str, bool]] = {}  # name -> (model name, narrowed)
+        self.loops: list[tuple[str | None, bool]] = []  # (model name iterated, narrowed)
+        self.result = DataPass()
+
+    # names --------------------------------------------------------------------------------
+    def _model_of(self, name: str | None) -> ModelKey | None:
+        if name is None:
+            return None
+        if name in self.models:
+            return self.models[name]
+        if name in self.querysets:
+            return self._model_of(self.querysets[name][0])
+        return self._by_class_name(name)
+
+    def _by_class_name(self, name: str) -> ModelKey | None:
+        matches = [key for key in self.unit.state.models if key[1] == name.lower()]
+        for key in matches:
+            if key[0] == self.ctx.app_label:
+                return key
+        return matches[0] if matches else None
+
+    def _qs_narrowed(self, node: ast.AST) -> bool:
+        root = _root(node)
+        inherited = self.querysets.get(root or "", ("", False))[1]
+        return inherited or _narrowed(node)
+
+    def visit_Assign(self, node: ast.Assign) -> None:
+        value = node.value
+        key = self._get_model(value)
+        for target in node.targets:
+            if not isinstance(target, ast.Name):
+                continue
+            if key is not None:
+                self.models[target.id] = key
+            elif (root := _root(value)) is not None and self._model_of(root) is not None:
+                model_name = self.querysets.get(root, (root, False))[0]
+                self.querysets[target.id] = (model_name, self._qs_narrowed(value))
+        self.generic_visit(node)
+
+    def _get_model(self, node: ast.AST) -> ModelKey | None:
+        if not (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr == "get_model"
+        ):
+            return None
+        args = [a.value for a in node.args if isinstance(a, ast.Constant)]
+        if len(args) == 2 and all(isinstance(a, str) for a in args):
+            return (str(args[0]), str(args[1]).lower())
+        if len(args) == 1 and isinstance(args[0], str) and "." in args[0]:
+            app, _, name = args[0].partition(".")
+            return (app, name.lower())
+        return None
+
+    # reads and writes ---------------------------------------------------------------------
+    def _touch(self, key: ModelKey | None, write: bool) -> None:
+        if key is None:
+            return
+        if not self.unit.in_s0(key):
+            return
+        self.result.touches_s0 = True
+        if write:
+            model = self.unit.model_now(key) or self.unit.lineage.s0_model(key)
+            if model is not None:
+                self.result.tables.add(model.db_table)
+
+    def visit_For(self, node: ast.For) -> None:
+        root = _root(node.iter)
+        key = self._model_of(root)
+        self.loops.append((root if key else None, self._qs_narrowed(node.iter) if key else True))
+        self._touch(key, write=False)
+        self.generic_visit(node)
+        self.loops.pop()
+
+    def _iterates_whole(self, node: ast.AST) -> bool:
+        """Return True if ``node`` holds a comprehension over a whole queryset."""
+        for inner in ast.walk(node):
+            if isinstance(inner, _COMPREHENSIONS):
+                for generator in inner.generators:
+                    key = self._model_of(_root(generator.iter))
+                    if key is not None:
+                        self._touch(key, write=False)
+                        if not self._qs_narrowed(generator.iter):
+                            return True
+        return False
+
+    def visit_While(self, node: ast.While) -> None:
+        self.loops.append((None, True))
+        self.generic_visit(node)
+        self.loops.pop()
+
+    def visit_Call(self, node: ast.Call) -> None:
+        func = node.func
+        if isinstance(func, ast.Attribute):
+            root = _root(func.value)
+            key = self._model_of(root)
+            in_loop = bool(self.loops)
+            if key is not None:
+                self._touch(key, write=False)
+                if func.attr in _QUERYSET_WRITES | _MANAGER_WRITES:
+                    self._touch(key, write=True)
+                    narrowed = self._qs_narrowed(func.value)
+                    if func.attr in _MANAGER_WRITES:
+                        # As whole as the loop or comprehension that feeds it.
+                        narrowed = not self._iterates_whole(node) and (
+                            not in_loop or all(n for _, n in self.loops)
+                        )
+                    if narrowed and in_loop:
+                        self.result.batched = True
+                    elif not narrowed:
+                        self.result.whole_table = True
+            elif func.attr in _OBJECT_WRITES and in_loop:
+                # obj.save() inside a loop over a queryset: the loop decides.
+                loop_root, narrowed = self.loops[-1]
+                loop_key = self._model_of(loop_root)
+                if loop_key is not None:
+                    self._touch(loop_key, write=True)
+                    if narrowed or len(self.loops) > 1:
+                        self.result.batched = True
+                    else:
+                        self.result.whole_table = True
+        self.generic_visit(node)
+
+
+def read_pass(ctx: OperationContext) -> DataPass | None:
+    """Return what a data operation does, or None when ``ctx`` is not one."""
+    op = ctx.operation
+    if not ctx.database:
+        return None
+    if isinstance(op, migrations.RunPython):
+        if op.code is migrations.RunPython.noop:
+            return None
+        tree, _, _ = function_source(op.code)
+        if tree is None:
+            return DataPass(touches_s0=True, unknown=True)
+        reader = _Reader(ctx)
+        reader.visit(tree)
+        result = reader.result
+        if not reader.models and not reader.querysets and not result.touches_s0:
+            # No model in sight: raw cursors, helpers in other modules. Unknown work.
+            result.touches_s0 = True
+            result.unknown = True
+        result.rows = _rows(ctx, result.tables)
+        return result
+    if isinstance(op, migrations.RunSQL):
+        result = DataPass()
+        for action in sql_actions(ctx):
+            if action.kind not in (K.UPDATE, K.DELETE, K.INSERT) or action.table is None:
+                continue
+            if not table_is_hot(ctx.unit, action.table):
+                continue
+            result.touches_s0 = True
+            result.tables.add(action.table)
+            if action.kind is not K.INSERT and not action.has_where:
+                result.whole_table = True
+        if not result.touches_s0:
+            return None
+        result.rows = _rows(ctx, result.tables)
+        return result
+    return None
+
+
+def _rows(ctx: OperationContext, tables: set[str]) -> int | None:
+    counts = [ctx.unit.rows(t) for t in tables]
+    known = [c for c in counts if c is not None]
+    return max(known) if known else None

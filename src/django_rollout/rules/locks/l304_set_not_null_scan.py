@@ -1,0 +1,239 @@
+"""L304: SET NOT NULL on a table in S0: a full scan under ACCESS EXCLUSIVE."""
+
+from __future__ import annotations
+
+import re
+import sys
+from collections.abc import Iterable, Iterator, Sequence
+
+from django.db import migrations, models
+from django.db.migrations.operations.base import Operation
+
+from django_rollout.findings import Finding, Severity
+from django_rollout.graph.context import OperationContext
+from django_rollout.graph.runsql import parse_sql_safe
+from django_rollout.rules.base import Rule
+from django_rollout.rules.locks._statements import (
+    K,
+    details,
+    grade,
+    locks_for,
+    mode_name,
+    size_text,
+    supports,
+    table_model,
+)
+
+
+def _flat(operations: Iterable[Operation]) -> Iterator[Operation]:
+    """Yield operations with SeparateDatabaseAndState's database operations spliced in."""
+    for op in operations:
+        if isinstance(op, migrations.SeparateDatabaseAndState):
+            yield from _flat(op.database_operations)
+        else:
+            yield op
+
+
+def _is_not_null_check(expression: str | None, column: str) -> bool:
+    text = re.sub(r'[\s"()]', "", (expression or "").lower())
+    return text == f"{column.lower()}isnotnull"
+
+
+def _q_not_null(condition: object, fields: Sequence[str]) -> bool:
+    if not isinstance(condition, models.Q) or condition.negated or len(condition.children) != 1:
+        return False
+    child = condition.children[0]
+    return (
+        isinstance(child, tuple)
+        and child[1] is False
+        and child[0] in {f"{name}__isnull" for name in fields}
+    )
+
+
+class _Proofs:
+    """Follow the CHECK (col IS NOT NULL) constraints raw SQL adds, validates and drops."""
+
+    def __init__(self, vendor: str, table: str, column: str) -> None:
+        self.vendor, self.table, self.column = vendor, table, column
+        self.valid: dict[str, bool] = {}
+
+    def feed(self, operations: Iterable[Operation], stop_at_sql: str | None = None) -> None:
+        for op in _flat(operations):
+            if not isinstance(op, migrations.RunSQL):
+                continue
+            actions, error = parse_sql_safe(op.sql, self.vendor)
+            for action in actions:
+                if stop_at_sql is not None and action.sql == stop_at_sql:
+                    return
+                if action.table != self.table or action.constraint_name is None:
+                    continue
+                name = action.constraint_name
+                if action.kind in (K.ADD_CHECK, K.ADD_CHECK_NOT_VALID):
+                    if _is_not_null_check(action.value, self.column):
+                        self.valid[name] = action.kind is K.ADD_CHECK
+                elif action.kind is K.ADD_NOT_NULL_NOT_VALID and self.column in action.columns:
+                    self.valid[name] = False
+                elif action.kind is K.VALIDATE_CONSTRAINT and name in self.valid:
+                    self.valid[name] = True
+                elif action.kind is K.DROP_CONSTRAINT:
+                    self.valid.pop(name, None)
+
+    @property
+    def proven(self) -> bool:
+        return any(self.valid.values())
+
+
+def _ancestors(ctx: OperationContext) -> list[Sequence[Operation]]:
+    """Return the operations of the app's earlier migrations, oldest first.
+
+    The walk keeps no record of raw SQL, so read it from the migration modules the loader
+    imported: a constraint added by RunSQL in an earlier, deployed migration is there.
+    """
+    module = type(ctx.migration).__module__
+    package, _, _ = module.rpartition(".")
+    if not package:
+        return []
+    found: dict[str, migrations.Migration] = {}
+    for name, loaded in list(sys.modules.items()):
+        if loaded is None or name.rpartition(".")[0] != package:
+            continue
+        cls = getattr(loaded, "Migration", None)
+        if isinstance(cls, type) and issubclass(cls, migrations.Migration):
+            found[name.rpartition(".")[2]] = cls
+    seen: set[str] = set()
+    stack = [ctx.migration_name]
+    while stack:
+        current = found.get(stack.pop())
+        for app, dep in getattr(current, "dependencies", ()) or ():
+            if app == ctx.app_label and dep not in seen and dep in found:
+                seen.add(dep)
+                stack.append(dep)
+    return [list(getattr(found[name], "operations", ())) for name in sorted(seen)]
+
+
+def proven_not_null(ctx: OperationContext, table: str, column: str, sql: str | None) -> bool:
+    """Return True if a valid CHECK (column IS NOT NULL) exists before this statement."""
+    model = ctx.before if not isinstance(ctx.operation, migrations.RunSQL) else None
+    model = model or table_model(ctx.unit, table)
+    if model is not None:
+        fields = [name for name, col, _ in model.columns() if col == column]
+        for constraint in model.options.get("constraints", ()):
+            if isinstance(constraint, models.CheckConstraint) and _q_not_null(
+                constraint.condition, fields
+            ):
+                return True
+    proofs = _Proofs(ctx.unit.vendor, table, column)
+    for operations in _ancestors(ctx):
+        proofs.feed(operations)
+    proofs.feed(list(ctx.migration.operations)[: ctx.index])
+    if sql is not None:
+        proofs.feed([ctx.operation], stop_at_sql=sql)
+    return proofs.proven
+
+
+class SetNotNullScan(Rule):
+    """SET NOT NULL on a table in S0: a full scan under ACCESS EXCLUSIVE.
+
+    What it does
+    ------------
+    Flags ``AlterField`` from ``null=True`` to ``null=False`` and ``RunSQL`` ``ALTER COLUMN
+    ... SET NOT NULL`` on a table in S0. That includes a column added nullable earlier in
+    the same deploy unit and backfilled: the table has rows, so the scan happens all the
+    same. Silent when a valid ``CHECK ("col" IS NOT NULL)`` exists before the statement (in
+    the model state, or added by raw SQL and validated, in this or an earlier migration of
+    the app): PostgreSQL 12+ then skips the scan. Silent for tables created in the unit and
+    where the vendor has no NOT VALID check to prove the column with (SQLite).
+
+    Why it breaks production
+    ------------------------
+    ``SET NOT NULL`` reads every row to prove there is no NULL, holding ACCESS EXCLUSIVE:
+    every query on the table waits. When the field has a ``default``, Django first runs
+    ``UPDATE ... SET col = <default> WHERE col IS NULL`` under that same lock, which rewrites
+    the matching rows before the scan.
+
+    Example
+    -------
+    ```python
+    before = [
+        migrations.CreateModel("Order", [
+            ("id", models.BigAutoField(primary_key=True)),
+            ("placed_at", models.DateTimeField(null=True)),
+        ]),
+    ]
+    operations = [
+        migrations.AlterField("order", "placed_at", models.DateTimeField()),
+    ]
+    ```
+
+    Use instead
+    -----------
+    The check was added ``NOT VALID`` and validated in earlier migrations (in separate
+    transactions); PostgreSQL proves NOT NULL from it and only takes a brief lock.
+
+    ```python
+    before = [
+        migrations.CreateModel("Order", [
+            ("id", models.BigAutoField(primary_key=True)),
+            ("placed_at", models.DateTimeField(null=True)),
+        ]),
+        migrations.AddConstraint("order", models.CheckConstraint(
+            condition=Q(placed_at__isnull=False), name="placed_at_not_null"
+        )),
+    ]
+    operations = [
+        migrations.AlterField("order", "placed_at", models.DateTimeField()),
+        migrations.RemoveConstraint("order", "placed_at_not_null"),
+    ]
+    ```
+    """
+
+    id = "L304"
+    name = "set-not-null-scan"
+    severity = Severity.WARNING
+    message = (
+        "`{migration}` sets `{table}`.`{column}` NOT NULL{size}: {backfill}a full scan under"
+        " {mode} blocks every query on `{table}`"
+    )
+    help = "Prove the column with a NOT VALID check and VALIDATE it before SET NOT NULL"
+    recipe_steps = (
+        "Backfill NULLs in batches first (a non-atomic migration), if any can remain.",
+        '`RunSQL(\'ALTER TABLE "{table}" ADD CONSTRAINT "{table}_{column}_not_null"'
+        ' CHECK ("{column}" IS NOT NULL) NOT VALID\')`: a brief lock.',
+        '`RunSQL(\'ALTER TABLE "{table}" VALIDATE CONSTRAINT'
+        ' "{table}_{column}_not_null"\')`: scans under SHARE UPDATE EXCLUSIVE, traffic goes on.',
+        "Then the `AlterField(null=False)` (PostgreSQL 12+ skips the scan), then drop the"
+        ' check: `ALTER TABLE "{table}" DROP CONSTRAINT "{table}_{column}_not_null"`.',
+    )
+
+    def check_operation(self, ctx: OperationContext) -> Iterable[Finding]:
+        if not supports(ctx.unit, K.ADD_CHECK_NOT_VALID):
+            return
+        locks = locks_for(ctx)
+        backfill = any(lock.step.kind is K.UPDATE and lock.step.detail for lock in locks)
+        for lock in locks:
+            step = lock.step
+            if step.kind is not K.SET_NOT_NULL or not step.hot or not lock.scans:
+                continue
+            column = step.columns[0] if step.columns else ""
+            sql = step.sql or None
+            if proven_not_null(ctx, step.table, column, sql):
+                continue
+            text = (
+                f'Django first runs `UPDATE ... WHERE "{column}" IS NULL`, then '
+                if backfill
+                else ""
+            )
+            yield self.finding(
+                ctx,
+                severity=grade(ctx.unit, self.severity, step.rows),
+                table=step.table,
+                column=column,
+                size=size_text(step.rows),
+                backfill=text,
+                mode=mode_name(lock.table_mode),
+                details=details(
+                    rows=step.rows,
+                    lock=lock.table_mode.pg_name if lock.table_mode else None,
+                    backfill=backfill or None,
+                ),
+            )
