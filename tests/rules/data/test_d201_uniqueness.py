@@ -236,13 +236,12 @@ def test_warns_when_uniqueness_is_added_over_existing_values(op: Operation) -> N
     assert "`shop_customer`" in finding.message
 
 
-def test_warns_on_concurrent_unique_index_of_the_documented_recipe() -> None:
-    # CONCURRENTLY changes the lock, not the data: duplicates still fail it (and leave an
-    # INVALID index). The state side is silent; the database side carries the warning.
-    op = migrations.SeparateDatabaseAndState(
+def recipe_step(concurrently: bool = True, state_unique: bool = True) -> Operation:
+    how = "CONCURRENTLY " if concurrently else ""
+    return migrations.SeparateDatabaseAndState(
         database_operations=[
             migrations.RunSQL(
-                "CREATE UNIQUE INDEX CONCURRENTLY c_email_uniq ON shop_customer (email)",
+                f"CREATE UNIQUE INDEX {how}c_email_uniq ON shop_customer (email)",
                 "DROP INDEX CONCURRENTLY c_email_uniq",
             ),
             migrations.RunSQL(
@@ -252,13 +251,26 @@ def test_warns_on_concurrent_unique_index_of_the_documented_recipe() -> None:
         ],
         state_operations=[
             migrations.AlterField(
-                "customer", "email", models.EmailField(max_length=254, unique=True)
+                "customer", "email", models.EmailField(max_length=254, unique=state_unique)
             )
         ],
     )
-    found = only(findings([op], customer()), "D201")
-    assert len(found) == 1 and found[0].severity is Severity.WARNING
-    assert "CONCURRENTLY" in " ".join(found[0].recipe)
+
+
+def test_ignores_concurrent_unique_index_of_the_documented_recipe() -> None:
+    # The recipe's last step: backfilled and checked for duplicates before, built online.
+    assert findings([recipe_step()], customer()) == []
+
+
+@pytest.mark.parametrize(
+    "op",
+    [recipe_step(concurrently=False), recipe_step(state_unique=False)],
+    ids=["not_concurrently", "state_adds_no_uniqueness"],
+)
+def test_warns_on_unique_index_outside_the_recipe(op: Operation) -> None:
+    [finding] = only(findings([op], customer()), "D201")
+    assert finding.severity is Severity.WARNING
+    assert "CONCURRENTLY" in " ".join(finding.recipe)
 
 
 SAFE_EXISTING: dict[str, Operation] = {

@@ -149,6 +149,18 @@ def _derived(value: ast.AST, row_vars: set[str], own: str | None = None) -> bool
     return False
 
 
+def _selects_missing(query: ast.AST) -> bool:
+    """Return True for a loop over rows selected for lacking a related row: an anti-join
+    such as ``Order.objects.filter(invoices__isnull=True)`` guards the inserts it drives."""
+    return any(
+        isinstance(n, ast.Call)
+        and isinstance(n.func, ast.Attribute)
+        and n.func.attr in ("filter", "exclude")
+        and any((k.arg or "").endswith("__isnull") for k in n.keywords)
+        for n in ast.walk(query)
+    )
+
+
 def _catches_clash(handler_type: ast.AST | None) -> bool:
     return handler_type is not None and any(
         getattr(n, "attr", getattr(n, "id", None)) in _GUARD_EXCEPTIONS
@@ -310,6 +322,12 @@ class _Reader:
                 isinstance(parent, ast.If | ast.While)
                 and child is not parent.test
                 and (_mentions(parent.test, model_names) or self._queries(parent.test))
+            ):
+                return True
+            if (
+                isinstance(parent, ast.For)
+                and child is not parent.iter
+                and _selects_missing(parent.iter)
             ):
                 return True
             if (

@@ -50,8 +50,12 @@ class UniquenessOverCollidingRows(Rule):
     CONCURRENTLY): their values may hold duplicates. Stays silent for a nullable column
     without a default (NULLs never collide unless ``nulls_distinct=False``), a volatile
     ``db_default`` such as ``RandomUUID()`` (one value per row), columns already unique in S0,
-    tables created in the deploy unit and ``ADD CONSTRAINT ... UNIQUE USING INDEX`` (the
-    index was already built). With S0 row counts, a table of 0 or 1 rows makes it info.
+    tables created in the deploy unit, ``ADD CONSTRAINT ... UNIQUE USING INDEX`` (the
+    index was already built) and the last step of the safe recipe: ``CREATE UNIQUE INDEX
+    CONCURRENTLY`` as the database side of a ``SeparateDatabaseAndState`` whose state side
+    adds the same model's uniqueness (the recipe presumes the backfill and the duplicate
+    check before it; a bare RunSQL unique index, concurrent or not, is still flagged). With
+    S0 row counts, a table of 0 or 1 rows makes it info.
 
     Why it breaks production
     ------------------------
@@ -242,6 +246,8 @@ class UniquenessOverCollidingRows(Rule):
             ref = table_ref(ctx.unit, action.table)
             if ref is None or ref.s0 is None:
                 continue
+            if action.concurrently and _states_uniqueness(ctx, ref.key):
+                continue  # the deliberate recipe: backfilled and checked, then built online
             s0_names: list[str] = []
             for column in action.columns:
                 s0 = ref.s0_field(ctx.unit, column)
@@ -267,3 +273,25 @@ class UniquenessOverCollidingRows(Rule):
                 table=ref.now.db_table,
                 model=ref.now.name,
             )
+
+
+def _states_uniqueness(ctx: OperationContext, key: tuple[str, str]) -> bool:
+    """Return True when the RunSQL is the database side of a SeparateDatabaseAndState whose
+    state side adds uniqueness to the same model: the documented recipe's last step."""
+    if not ctx.nesting or ctx.nesting[0][0] != "database_operations":
+        return False
+    outer = ctx.migration.operations[ctx.index]
+    if not isinstance(outer, migrations.SeparateDatabaseAndState):
+        return False
+    for op in outer.state_operations:
+        if (ctx.app_label, getattr(op, "model_name_lower", "")) != key:
+            continue
+        if isinstance(op, migrations.AlterField) and op.field.unique:
+            return True
+        if isinstance(op, migrations.AddConstraint) and isinstance(
+            op.constraint, models.UniqueConstraint
+        ):
+            return True
+        if isinstance(op, migrations.AlterUniqueTogether):
+            return True
+    return False

@@ -1,0 +1,172 @@
+"""D202: NOT NULL set on an existing column with nothing to fill its NULLs."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from django.db import migrations, models
+
+from django_rollout.findings import Finding, Severity
+from django_rollout.graph.context import OperationContext
+from django_rollout.graph.model import has_db_default
+from django_rollout.rules.base import Rule
+from django_rollout.rules.data._schema import (
+    column_of,
+    few_rows,
+    graded,
+    runsql_actions,
+    size_note,
+    table_ref,
+    written_earlier,
+)
+from django_rollout.vendors.base import StatementKind as K
+
+
+class NotNullOverExistingNulls(Rule):
+    """NOT NULL set on a column of S0 with no default to fill the NULLs already there.
+
+    What it does
+    ------------
+    Flags ``AlterField`` from ``null=True`` to ``null=False`` on a column that existed, and
+    was nullable, in S0, when the new field has neither a ``default`` nor a ``db_default``,
+    and RunSQL ``ALTER COLUMN ... SET NOT NULL`` on such a column. With a default (Python or
+    database), Django's schema editor first runs ``UPDATE ... SET col = <default> WHERE col
+    IS NULL`` (``BaseDatabaseSchemaEditor._alter_field``, the "4-way default alteration"),
+    so the rule stays silent. When an earlier operation of the same migration may have
+    backfilled the column (a RunPython that looks the model up, a RunSQL UPDATE of the
+    column) it is a warning: rows the release still serving writes NULL between the backfill
+    and the ALTER still fail it. Silent for columns added in the deploy unit (C101 judges
+    those), columns already NOT NULL in S0 and tables created in the unit. With S0 row
+    counts, an empty table makes it info.
+
+    Why it breaks production
+    ------------------------
+    ``SET NOT NULL`` scans the table and refuses the first NULL it meets: ``column "..." of
+    relation "..." contains null values``. The migration fails, on production only (test
+    databases hold no legacy NULLs), after holding ACCESS EXCLUSIVE for the scan. Note that
+    ``blank=True`` gives no backfill: Django only uses ``''`` for new columns.
+
+    Example
+    -------
+    ```python
+    before = [
+        migrations.CreateModel("Customer", [
+            ("id", models.BigAutoField(primary_key=True)),
+            ("phone", models.CharField(max_length=30, null=True)),
+        ]),
+    ]
+    operations = [
+        migrations.AlterField("customer", "phone", models.CharField(max_length=30)),
+    ]
+    ```
+
+    Use instead
+    -----------
+    ```python
+    before = [
+        migrations.CreateModel("Customer", [
+            ("id", models.BigAutoField(primary_key=True)),
+            ("phone", models.CharField(max_length=30, null=True)),
+        ]),
+    ]
+    operations = [
+        # Django fills the NULLs with '' before it sets NOT NULL.
+        migrations.AlterField(
+            "customer", "phone", models.CharField(max_length=30, default="", db_default="")
+        ),
+    ]
+    ```
+    """
+
+    id = "D202"
+    name = "not-null-over-existing-nulls"
+    severity = Severity.ERROR
+    message = (
+        "`{table}`.`{column}` becomes NOT NULL with nothing to fill its NULLs: any NULL row"
+        ' makes the migration fail with `column "{column}" ... contains null values`{size}'
+    )
+    backfilled_message = (
+        "`{table}`.`{column}` becomes NOT NULL after a backfill in the same migration: a NULL"
+        " the release still serving writes in between (it sees the column nullable) fails the"
+        ' migration with `column "{column}" ... contains null values`{size}'
+    )
+    help = (
+        "Backfill the NULLs of `{table}`.`{column}` first, or give `{field}` a `default` or"
+        " `db_default` so Django fills them"
+    )
+    recipe_steps = (
+        "Deploy code that never writes NULL into `{column}` first (see C107).",
+        "Backfill in batches in a migration of its own: RunPython with"
+        ' apps.get_model("{app_label}", "{model}"), UPDATE {table} SET {column} = <value>'
+        " WHERE {column} IS NULL (a few thousand ids per batch).",
+        'Add CHECK ("{column}" IS NOT NULL) NOT VALID, then VALIDATE CONSTRAINT in a'
+        " separate migration (a scan without blocking writes).",
+        "AlterField(null=False): PostgreSQL 12+ uses the validated check and skips the scan;"
+        " then drop the check.",
+    )
+
+    def check_operation(self, ctx: OperationContext) -> Iterable[Finding]:
+        if not ctx.database:
+            return
+        op = ctx.operation
+        if isinstance(op, migrations.RunSQL):
+            yield from self._runsql(ctx)
+            return
+        if not isinstance(op, migrations.AlterField) or not ctx.table_in_s0:
+            return
+        if ctx.before is None:
+            return
+        old = ctx.before.fields.get(op.name)
+        new = op.field
+        if old is None or new.many_to_many or not old.null or new.null:
+            return
+        s0 = ctx.s0_field(op.name)
+        if s0 is None or not s0.null:
+            return
+        if has_db_default(new) or (new.has_default() and new.default is not None):
+            return  # Django runs UPDATE ... SET col = default WHERE col IS NULL first
+        column = column_of(op.name, new)
+        backfilled = written_earlier(ctx, ctx.key, ctx.before.db_table, column)
+        yield self._finding(ctx, ctx.before.db_table, backfilled, field=op.name, column=column)
+
+    def _finding(
+        self, ctx: OperationContext, db_table: str, backfilled: bool, **names: Any
+    ) -> Finding:
+        small = few_rows(ctx.unit, db_table, 0)
+        severity = Severity.WARNING if backfilled else self.severity
+        return self.finding(
+            ctx,
+            severity=graded(severity, small),
+            message=self.backfilled_message if backfilled else None,
+            size=size_note(small),
+            **names,
+        )
+
+    def _runsql(self, ctx: OperationContext) -> Iterable[Finding]:
+        updated: set[tuple[str | None, str]] = set()
+        for action in runsql_actions(ctx):
+            if action.kind is K.UPDATE:
+                updated.update((action.table, c) for c in action.columns)
+                continue
+            if action.kind is not K.SET_NOT_NULL:
+                continue
+            ref = table_ref(ctx.unit, action.table)
+            if ref is None:
+                continue
+            for column in action.columns:
+                s0 = ref.s0_field(ctx.unit, column)
+                if not isinstance(s0, models.Field) or not s0.null:
+                    continue
+                backfilled = (action.table, column) in updated or written_earlier(
+                    ctx, ref.key, ref.now.db_table, column
+                )
+                yield self._finding(
+                    ctx,
+                    ref.now.db_table,
+                    backfilled,
+                    field=ref.field_of(column) or column,
+                    column=column,
+                    table=ref.now.db_table,
+                    model=ref.now.name,
+                )

@@ -1,0 +1,190 @@
+"""D202: NOT NULL set on an existing column with nothing to fill its NULLs."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import pytest
+from django.db import migrations, models
+from django.db.migrations.operations.base import Operation
+
+from django_rollout.findings import Finding, Severity
+from django_rollout.rules.registry import all_rules
+from django_rollout.testing import judge
+
+pytestmark = pytest.mark.usefixtures("django_settings")
+
+DATA = [r for r in all_rules() if r.family() == "data"]
+
+NULLABLE: dict[str, Callable[..., models.Field[Any, Any]]] = {
+    "char": lambda **kw: models.CharField(max_length=30, **kw),
+    "integer": lambda **kw: models.IntegerField(**kw),
+    "boolean": lambda **kw: models.BooleanField(**kw),
+    "datetime": lambda **kw: models.DateTimeField(**kw),
+    "foreign_key": lambda **kw: models.ForeignKey("shop.Category", models.PROTECT, **kw),
+    "uuid": lambda **kw: models.UUIDField(**kw),
+    "json": lambda **kw: models.JSONField(**kw),
+}
+
+
+def deployed(kind: str, **options: Any) -> list[Operation]:
+    return [
+        migrations.CreateModel("Category", [("id", models.BigAutoField(primary_key=True))]),
+        migrations.CreateModel(
+            "Product",
+            [
+                ("id", models.BigAutoField(primary_key=True)),
+                ("value", NULLABLE[kind](**{"null": True, **options})),
+            ],
+        ),
+    ]
+
+
+def findings(
+    operations: Sequence[Operation],
+    before: Sequence[Operation] = (),
+    rows: Mapping[str, int] | None = None,
+    unit_before: Sequence[Sequence[Operation]] = (),
+) -> list[Finding]:
+    return judge(operations, before, rows=rows, unit_before=unit_before, rules=DATA)
+
+
+def not_null(kind: str, **options: Any) -> Operation:
+    return migrations.AlterField("product", "value", NULLABLE[kind](**options))
+
+
+@pytest.mark.parametrize("kind", NULLABLE)
+def test_flags_not_null_without_default_on_nullable_column_of_s0(kind: str) -> None:
+    [finding] = findings([not_null(kind)], deployed(kind))
+    assert (finding.rule, finding.severity) == ("D202", Severity.ERROR)
+    assert "`shop_product`." in finding.message and "contains null values" in finding.message
+
+
+def test_flags_blank_char_field_without_default() -> None:
+    # blank=True gives '' only to new columns; AlterField does not backfill with it.
+    [finding] = findings([not_null("char", blank=True)], deployed("char"))
+    assert finding.rule == "D202"
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{"default": "x"}, {"db_default": "x"}, {"default": "x", "db_default": "x"}],
+    ids=["default", "db_default", "both"],
+)
+def test_ignores_not_null_with_a_default_django_backfills(options: dict[str, Any]) -> None:
+    assert findings([not_null("char", **options)], deployed("char")) == []
+
+
+def test_flags_explicit_none_default() -> None:
+    # default=None makes Django's backfill UPDATE write NULL again.
+    [finding] = findings([not_null("integer", default=None)], deployed("integer"))
+    assert finding.rule == "D202"
+
+
+def test_ignores_column_already_not_null_in_s0() -> None:
+    before = [
+        migrations.CreateModel(
+            "Product",
+            [
+                ("id", models.BigAutoField(primary_key=True)),
+                ("value", models.IntegerField()),
+            ],
+        )
+    ]
+    unit_before = [[migrations.AlterField("product", "value", models.IntegerField(null=True))]]
+    assert findings([not_null("integer")], before, unit_before=unit_before) == []
+
+
+def test_ignores_column_added_in_the_unit() -> None:
+    before = deployed("integer")
+    unit_before = [[migrations.AddField("product", "extra", models.IntegerField(null=True))]]
+    op = migrations.AlterField("product", "extra", models.IntegerField())
+    assert findings([op], before, unit_before=unit_before) == []
+
+
+def test_ignores_table_created_in_the_unit() -> None:
+    assert findings([not_null("integer")], unit_before=[deployed("integer")]) == []
+
+
+def test_ignores_state_only_not_null() -> None:
+    op = migrations.SeparateDatabaseAndState(state_operations=[not_null("integer")])
+    assert findings([op], deployed("integer")) == []
+
+
+def test_follows_a_rename_earlier_in_the_unit() -> None:
+    unit_before = [[migrations.RenameField("product", "value", "amount")]]
+    op = migrations.AlterField("product", "amount", models.IntegerField())
+    [finding] = findings([op], deployed("integer"), unit_before=unit_before)
+    assert finding.rule == "D202" and "`amount`" in finding.message
+
+
+def test_downgrades_to_info_on_an_empty_table() -> None:
+    found = findings([not_null("integer")], deployed("integer"), rows={"shop_product": 0})
+    assert [(f.rule, f.severity) for f in found] == [("D202", Severity.INFO)]
+
+
+def park_orphans(apps: Any, schema_editor: Any) -> None:
+    Category = apps.get_model("shop", "Category")
+    Product = apps.get_model("shop", "Product")
+    fallback, _ = Category.objects.get_or_create(pk=1)
+    Product.objects.filter(value__isnull=True).update(value=fallback)
+
+
+def unrelated(apps: Any, schema_editor: Any) -> None:
+    Category = apps.get_model("shop", "Category")
+    Category.objects.filter(pk=0).delete()
+
+
+def test_warns_after_a_backfill_in_the_same_migration() -> None:
+    ops = [migrations.RunPython(park_orphans, migrations.RunPython.noop), not_null("foreign_key")]
+    [finding] = findings(ops, deployed("foreign_key"))
+    assert (finding.rule, finding.severity) == ("D202", Severity.WARNING)
+    assert "after a backfill" in finding.message
+
+
+def test_keeps_error_when_the_earlier_data_migration_touches_another_model() -> None:
+    ops = [migrations.RunPython(unrelated, migrations.RunPython.noop), not_null("foreign_key")]
+    [finding] = findings(ops, deployed("foreign_key"))
+    assert finding.severity is Severity.ERROR
+
+
+def test_warns_after_a_sql_backfill_in_the_same_migration() -> None:
+    ops = [
+        migrations.RunSQL("UPDATE shop_product SET value = 0 WHERE value IS NULL"),
+        not_null("integer"),
+    ]
+    [finding] = findings(ops, deployed("integer"))
+    assert finding.severity is Severity.WARNING
+
+
+def test_flags_runsql_set_not_null_on_nullable_column_of_s0() -> None:
+    op = migrations.RunSQL("ALTER TABLE shop_product ALTER COLUMN value SET NOT NULL")
+    [finding] = findings([op], deployed("integer"))
+    assert (finding.rule, finding.severity) == ("D202", Severity.ERROR)
+    assert "`shop_product`.`value`" in finding.message
+
+
+def test_warns_on_runsql_set_not_null_after_update_in_the_same_statement_list() -> None:
+    op = migrations.RunSQL(
+        [
+            "UPDATE shop_product SET value = 0 WHERE value IS NULL",
+            "ALTER TABLE shop_product ALTER COLUMN value SET NOT NULL",
+        ]
+    )
+    [finding] = findings([op], deployed("integer"))
+    assert finding.severity is Severity.WARNING
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "ALTER TABLE shop_product ALTER COLUMN id SET NOT NULL",
+        "ALTER TABLE other_table ALTER COLUMN value SET NOT NULL",
+        "ALTER TABLE shop_product ADD CONSTRAINT v_nn CHECK (value IS NOT NULL) NOT VALID",
+        "ALTER TABLE shop_product ALTER COLUMN value DROP NOT NULL",
+    ],
+    ids=["already_not_null", "unknown_table", "not_valid_check", "drop_not_null"],
+)
+def test_ignores_runsql_that_cannot_meet_existing_nulls(sql: str) -> None:
+    assert [f.rule for f in findings([migrations.RunSQL(sql)], deployed("integer"))] == []
