@@ -74,6 +74,9 @@ def unique(*fields: str, **kw: Any) -> migrations.AddConstraint:
     )
 
 
+WRITTEN = sorted(k for k in FIELDS if k != "datetime")  # "datetime" is nullable, no default
+
+
 def check(condition: models.Q) -> migrations.AddConstraint:
     return migrations.AddConstraint(
         "product", models.CheckConstraint(condition=condition, name="chk")
@@ -97,14 +100,14 @@ def s0(*extra: tuple[str, models.Field[Any, Any]], **options: Any) -> list[Opera
     ]
 
 
-@pytest.mark.parametrize("kind", sorted(FIELDS))
+@pytest.mark.parametrize("kind", WRITTEN)
 def test_flags_unique_constraint_on_column_in_s0(kind: str) -> None:
     findings = judge([unique("extra")], deployed(kind), rules=COMPAT)
     assert {f.rule for f in findings} == {"C108"}
     assert "duplicate key value violates unique constraint" in findings[0].message
 
 
-@pytest.mark.parametrize("kind", sorted(FIELDS))
+@pytest.mark.parametrize("kind", WRITTEN)
 def test_flags_alter_field_that_adds_unique(kind: str) -> None:
     field = FIELDS[kind]()
     field._unique = True
@@ -118,7 +121,7 @@ def test_flags_foreign_key_turned_into_one_to_one() -> None:
     assert "C108" in fired([op], s0())
 
 
-@pytest.mark.parametrize("kind", sorted(FIELDS))
+@pytest.mark.parametrize("kind", WRITTEN)
 def test_flags_unique_together_over_columns_in_s0(kind: str) -> None:
     op = migrations.AlterUniqueTogether("product", {("name", "extra")})
     before = s0(("extra", FIELDS[kind]()))
@@ -256,3 +259,60 @@ def test_flags_expression_unique_even_if_the_plain_column_was_unique() -> None:
         "product", models.UniqueConstraint(models.functions.Lower("sku"), name="uniq_lower_sku")
     )
     assert fired([op], before) == {"C108"}
+
+
+@pytest.mark.parametrize(
+    "field",
+    [
+        models.CharField(max_length=12, null=True, blank=True),
+        models.DateTimeField(null=True),
+        models.ForeignKey("shop.category", models.SET_NULL, null=True, related_name="+"),
+        models.CharField(max_length=12, null=True, default=None),
+    ],
+    ids=["char", "datetime", "foreign_key", "default-none"],
+)
+def test_ignores_unique_over_column_the_old_model_leaves_null(field: Any) -> None:
+    # The three-step recipe: added nullable, backfilled, then made unique.
+    before = s0(("code", field))
+    ops = [unique("code"), unique("code", "name")]
+    assert fired(ops, before) == set()
+    assert fired([migrations.AlterUniqueTogether("product", {("code", "price")})], before) == set()
+
+
+@pytest.mark.parametrize(
+    "field",
+    [
+        models.CharField(max_length=12, null=True, default="none"),
+        models.CharField(max_length=12, null=True, db_default="none"),
+        models.CharField(max_length=12, blank=True),
+    ],
+    ids=["python-default", "db-default", "not-null"],
+)
+def test_flags_unique_over_column_the_old_model_fills(field: Any) -> None:
+    assert fired([unique("code")], s0(("code", field))) == {"C108"}
+
+
+def test_flags_unique_with_nulls_not_distinct_even_over_null_columns() -> None:
+    before = s0(("code", models.CharField(max_length=12, null=True)))
+    assert fired([unique("code", nulls_distinct=False)], before) == {"C108"}
+
+
+def test_ignores_unique_over_s0_column_and_new_nullable_column() -> None:
+    unit_before = [[migrations.AddField("product", "fresh", models.IntegerField(null=True))]]
+    assert fired([unique("name", "fresh")], s0(), unit_before=unit_before) == set()
+
+
+def test_ignores_the_three_step_recipe_run_in_sql() -> None:
+    before = s0(("code", models.CharField(max_length=12, null=True)))
+    op = migrations.SeparateDatabaseAndState(
+        database_operations=[
+            migrations.RunSQL(
+                [
+                    'CREATE UNIQUE INDEX CONCURRENTLY "uniq" ON "shop_product" ("code")',
+                    'ALTER TABLE "shop_product" ADD CONSTRAINT "uniq" UNIQUE USING INDEX "uniq"',
+                ]
+            )
+        ],
+        state_operations=[unique("code")],
+    )
+    assert fired([op], before, atomic=False) == set()

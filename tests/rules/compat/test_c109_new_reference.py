@@ -209,9 +209,22 @@ def test_flags_plain_column_turned_into_foreign_key() -> None:
     assert "C109" in fired([migrations.AlterField("product", "main", field)], before)
 
 
-def test_flags_db_constraint_turned_on() -> None:
-    before = [*deployed("char"), review(RELATIONS["foreign_key"](db_constraint=False))]
+def test_ignores_db_constraint_turned_on_for_a_relation_the_old_release_has() -> None:
+    # The old release's Collector already handles Review.target: only the constraint is new.
+    before = [*deployed("char"), review(RELATIONS["protect"](db_constraint=False))]
+    op = migrations.AlterField("review", "target", RELATIONS["protect"]())
+    assert fired([op], before) == set()
+
+
+def test_flags_db_constraint_turned_on_for_a_relation_new_in_the_unit() -> None:
+    unit_before = [[review(RELATIONS["foreign_key"](db_constraint=False))]]
     op = migrations.AlterField("review", "target", RELATIONS["foreign_key"]())
+    assert fired([op], deployed("char"), unit_before=unit_before) == {"C109"}
+
+
+def test_flags_relation_pointed_at_another_table_in_s0() -> None:
+    before = [*deployed("char"), review(RELATIONS["foreign_key"]())]
+    op = migrations.AlterField("review", "target", RELATIONS["foreign_key"]("shop.category"))
     assert fired([op], before) == {"C109"}
 
 

@@ -127,7 +127,7 @@ def join_table(model: ModelView, name: str, field: models.Field[Any, Any]) -> st
     explicit = getattr(field, "db_table", None)
     if explicit:
         return str(explicit)
-    return truncate_name(f"{model.db_table}_{name}", _MAX_NAME)
+    return str(truncate_name(f"{model.db_table}_{name}", _MAX_NAME))
 
 
 def auto_join_tables(model: ModelView) -> list[str]:

@@ -82,10 +82,12 @@ def db_type(
             if target is None:
                 return None
             key = _pk(target, getattr(field, "to_fields", [None])[0])
-            return None if key is None else key.rel_db_type(connection)
-        return field.db_type(connection)
+            found = None if key is None else key.rel_db_type(connection)
+        else:
+            found = field.db_type(connection)
     except Exception:  # noqa: BLE001 - Django raises many types here for unbound fields
         return None
+    return None if found is None else str(found)
 
 
 def incompatibility(old: str, new: str, unit: Unit) -> str | None:
@@ -93,7 +95,7 @@ def incompatibility(old: str, new: str, unit: Unit) -> str | None:
     if parse_db_type(old) == parse_db_type(new):
         return None
     if family(old) != family(new):
-        return "it reads and binds values of another type"
+        return "its queries bind and read values of another type"
     if unit.facts.type_change_narrows(old, new):
         return "its values may not fit"
     return None

@@ -92,6 +92,23 @@ def constant_db_default(field: models.Field[Any, Any]) -> bool:
     return not isinstance(value, (Combinable, models.Expression))
 
 
+def leaves_null(
+    field: models.Field[Any, Any], s0_field: models.Field[Any, Any] | None
+) -> bool:
+    """Return True when the old release's model inserts NULL into this column.
+
+    A column new in the unit gets its ``db_default`` or NULL; an S0 column gets what the old
+    model sends: NULL for a nullable field without any default.
+    """
+    if s0_field is None:
+        return bool(field.null) and not has_db_default(field)
+    return (
+        bool(s0_field.null)
+        and not has_db_default(s0_field)
+        and s0_field.default in (models.NOT_PROVIDED, None)
+    )
+
+
 def sql_expression_columns(expression: str) -> set[str] | None:
     """Return the columns a SQL check expression names, or None when it does not parse."""
     try:
@@ -103,7 +120,7 @@ def sql_expression_columns(expression: str) -> set[str] | None:
     while stack:
         node = stack.pop()
         if isinstance(node, ast.ColumnRef):
-            names = [f.sval for f in node.fields or () if isinstance(f, ast.String)]
+            names = [f.sval for f in node.fields or () if isinstance(f, ast.String) and f.sval]
             if names:
                 columns.add(names[-1].lower())
         if isinstance(node, ast.Node):
@@ -124,11 +141,15 @@ class ConstraintOldWritesMayViolate(Rule):
     or a unique index, on a table in S0 when the constraint covers a column the old release
     writes. A constraint only on columns added in the deploy unit is silent, except a unique
     one whose new columns all have one constant ``db_default``: every row the old release
-    inserts gets the same key. Silent too when the old release's table was already unique
-    over a subset of the columns (a ``unique_together`` turned into a ``UniqueConstraint``), or
-    had the same check, for tables created in the unit and for state-only operations.
-    The old release's validation (``choices``, ``validators``, forms) is not compared with a
-    check's condition: a check it already enforces in Python still fires.
+    inserts gets the same key. A unique key with a column that the old release's model
+    leaves NULL (nullable, no default: the last step of "add nullable, backfill, make
+    unique") is silent too, since NULLs never collide (unless ``nulls_distinct=False``); the
+    historical model cannot show code that sets such a field explicitly. Silent as well when
+    the old release's table was already unique over a subset of the columns (a
+    ``unique_together`` turned into a ``UniqueConstraint``) or had the same check, for tables
+    created in the unit and for state-only operations. The old release's validation
+    (``choices``, ``validators``, forms) is not compared with a check's condition: a check it
+    already enforces in Python still fires.
 
     Why it breaks production
     ------------------------
@@ -230,12 +251,14 @@ class ConstraintOldWritesMayViolate(Rule):
         label = f"`{constraint.name}`"
         if isinstance(constraint, models.UniqueConstraint):
             what = f"the unique constraint {label}"
+            distinct = getattr(constraint, "nulls_distinct", None) is not False
             if constraint.fields:
-                yield from self._unique(ctx, list(constraint.fields), what)
+                names = list(constraint.fields)
+                yield from self._unique(ctx, names, what, nulls_distinct=distinct)
             else:
                 # lower(name) is not implied by a unique name: never "already unique".
                 names = list(expression_refs(constraint.expressions))
-                yield from self._unique(ctx, names, what, exact=False)
+                yield from self._unique(ctx, names, what, exact=False, nulls_distinct=distinct)
         elif isinstance(constraint, models.CheckConstraint):
             condition = check_condition(constraint)
             s0 = ctx.s0_model
@@ -261,7 +284,12 @@ class ConstraintOldWritesMayViolate(Rule):
         return mapped
 
     def _unique(
-        self, ctx: OperationContext, refs: list[str], what: str, exact: bool = True
+        self,
+        ctx: OperationContext,
+        refs: list[str],
+        what: str,
+        exact: bool = True,
+        nulls_distinct: bool = True,
     ) -> Iterable[Finding]:
         assert ctx.after is not None
         names = [n for n in (field_name(ctx.after, r) for r in refs) if n is not None]
@@ -269,13 +297,20 @@ class ConstraintOldWritesMayViolate(Rule):
             return
         s0 = ctx.s0_model
         mapped = self._s0_names(ctx, names)
+        if nulls_distinct and any(
+            leaves_null(ctx.after.fields[n], ctx.s0_field(n) if n in mapped else None)
+            for n in names
+        ):
+            # The old release's model writes NULL into part of the key: NULLs never collide.
+            # (Code that sets the field explicitly is not in the historical model.)
+            return
         if mapped:
             already = frozenset(mapped.values())
             if exact and s0 is not None and any(s <= already for s in s0_unique_sets(s0)):
                 return
         elif not all(constant_db_default(ctx.after.fields[n]) for n in names):
-            # Only new columns: the old release's inserts fill them with NULLs (distinct) or
-            # per-row defaults, or fail outright (C101): no duplicate keys from it.
+            # Only new columns: the old release's inserts fill them with per-row defaults or
+            # fail outright (C101): no duplicate keys from it.
             return
         yield self._report(ctx, what, names, UNIQUE_ERROR)
 
@@ -295,36 +330,41 @@ class ConstraintOldWritesMayViolate(Rule):
 
     def _run_sql(self, ctx: OperationContext) -> Iterable[Finding]:
         for action in sql_actions(ctx):
-            if action.kind in (K.ADD_UNIQUE_CONSTRAINT,) or (
+            unique = action.kind is K.ADD_UNIQUE_CONSTRAINT or (
                 action.kind in (K.CREATE_INDEX, K.CREATE_INDEX_CONCURRENTLY) and action.unique
-            ):
-                what, error, columns = "a unique constraint", UNIQUE_ERROR, set(action.columns)
-                if action.kind is not K.ADD_UNIQUE_CONSTRAINT:
+            )
+            if unique:
+                error, columns = UNIQUE_ERROR, set(action.columns)
+                if action.kind is K.ADD_UNIQUE_CONSTRAINT:
+                    what = f"the unique constraint `{action.constraint_name or ''}`"
+                else:
                     what = f"the unique index `{action.index_name or ''}`"
             elif action.kind in (K.ADD_CHECK, K.ADD_CHECK_NOT_VALID):
                 if not_null_check_column(action.value):
                     continue  # a NOT NULL in disguise: C107
-                what, error = "a check constraint", CHECK_ERROR
-                found = sql_expression_columns(action.value or "")
-                columns = found if found is not None else set()
+                error = CHECK_ERROR
+                what = f"the check constraint `{action.constraint_name or ''}`"
+                columns = sql_expression_columns(action.value or "") or set()
             else:
                 continue
             model = s0_model_for_table(ctx.unit, action.table)
             if model is None:
                 continue
-            known = sorted(c for c in columns if s0_column(ctx.unit, action.table, c))
-            # Expression-only keys and unparsable checks: the columns are unknown, so judge
-            # by the table alone.
+            known: dict[str, models.Field[Any, Any]] = {}
+            for column in sorted(columns):
+                found = s0_column(ctx.unit, action.table, column)
+                if found is not None:
+                    known[column] = model.fields[found[1]]
+            # Expression-only keys and unparsable checks name no column: judge by the table.
             if columns and not known:
                 continue
-            name = action.constraint_name or action.index_name
-            if name and action.kind is not K.CREATE_INDEX and "index" not in what:
-                what = f"{what} `{name}`"
+            if unique and any(leaves_null(f, f) for f in known.values()):
+                continue  # the old model writes NULL into part of the key: no collision
             yield self.finding(
                 ctx,
                 model=model.name,
                 table=model.db_table,
-                what=what,
+                what=what.replace(" ``", ""),
                 columns=backticked(known) if known else "its columns",
                 error=error,
             )

@@ -10,7 +10,7 @@ from django.db import migrations, models
 
 from django_rollout.findings import Finding, Severity
 from django_rollout.graph.context import OperationContext
-from django_rollout.graph.model import ModelKey, ModelView, column_name
+from django_rollout.graph.model import ModelKey, ModelView, column_name, related_key
 from django_rollout.rules.base import Rule
 from django_rollout.rules.compat._s0 import is_auto_m2m, join_table, related_target
 
@@ -57,9 +57,11 @@ class ReferenceUnknownToOldCascade(Rule):
     table of a new many-to-many field, which references both of its models. Silent with
     ``db_constraint=False``, with an ``on_delete`` the database enforces (Django 6.1+
     ``DB_CASCADE``/``DB_SET_NULL``/``DB_SET_DEFAULT``), when the target table is created in the
-    same unit, and for state-only operations. It cannot know whether the old release ever
-    deletes rows of the target table: every new model with a foreign key to ``auth.User`` is
-    flagged, because deleting a user is exactly the delete that breaks.
+    same unit, when the old release's model already has the relation (``db_constraint``
+    turned on: its Collector knows the children), and for state-only operations. It cannot
+    know whether the old release ever deletes rows of the target table: every new model with
+    a foreign key to ``auth.User`` is flagged, because deleting a user is exactly the delete
+    that breaks.
 
     Why it breaks production
     ------------------------
@@ -156,16 +158,29 @@ class ReferenceUnknownToOldCascade(Rule):
         elif isinstance(op, migrations.AddField):
             yield from self._field(ctx, model, op.name, op.field, ctx.table_in_s0)
         elif isinstance(op, migrations.AlterField):
-            old = ctx.before.fields.get(op.name) if ctx.before else None
             if not has_constraint(op.field):
                 return
-            if (
-                old is not None
-                and has_constraint(old)
-                and related_target(ctx, old) == related_target(ctx, op.field)
-            ):
+            target = related_target(ctx, op.field)
+            old = ctx.before.fields.get(op.name) if ctx.before else None
+            if old is not None and has_constraint(old) and related_target(ctx, old) == target:
                 return  # the same constraint, kept (or re-created) by the alteration
+            if self._known_to_old_release(ctx, op.name, target):
+                return
             yield from self._field(ctx, model, op.name, op.field, source_in_s0=False)
+
+    def _known_to_old_release(
+        self, ctx: OperationContext, name: str, target: ModelKey | None
+    ) -> bool:
+        """Return True when the old release's model has field ``name`` as a relation to
+        ``target`` (e.g. with ``db_constraint=False``): its Collector handles the children."""
+        s0_field = ctx.s0_field(name)
+        if target is None or s0_field is None or not s0_field.is_relation:
+            return False
+        if s0_field.remote_field.model == "self":
+            s0_target = ctx.s0_model.key if ctx.s0_model is not None else None
+        else:
+            s0_target = related_key(s0_field, ctx.app_label)
+        return s0_target is not None and ctx.unit.lineage.origin(target) == s0_target
 
     def _target(self, ctx: OperationContext, key: ModelKey | None) -> ModelView | None:
         """Return the target model if its table is in S0, else None."""
@@ -200,7 +215,7 @@ class ReferenceUnknownToOldCascade(Rule):
         if not has_constraint(field):
             return
         target = self._target(ctx, key)
-        column = column_name(name, field)
-        if target is None or column is None:
+        stored = column_name(name, field)
+        if target is None or stored is None:
             return
-        yield Reference(model.db_table, column, target, name)
+        yield Reference(model.db_table, stored, target, name)
