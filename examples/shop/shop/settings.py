@@ -24,8 +24,7 @@ INSTALLED_APPS = [
     "django.contrib.contenttypes",
     "django.contrib.sessions",
     "django.contrib.messages",
-    # TODO: add "django_rollout" once the package ships its AppConfig (django_rollout.apps);
-    # it was not importable when this example was written.
+    "django_rollout",
     "catalog",
     "customers",
     "orders",
