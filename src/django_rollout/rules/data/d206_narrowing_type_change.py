@@ -1,0 +1,160 @@
+"""D206: a column narrowed so that existing values may no longer fit."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from django.db import migrations
+
+from django_rollout.findings import Finding, Severity
+from django_rollout.graph.context import OperationContext
+from django_rollout.rules.base import Rule
+from django_rollout.rules.data._schema import (
+    column_of,
+    db_type,
+    few_rows,
+    graded,
+    runsql_actions,
+    size_note,
+    table_ref,
+)
+from django_rollout.vendors.base import StatementKind as K
+
+
+class NarrowingTypeChange(Rule):
+    """A narrowing type change on a column of S0: existing values may not fit.
+
+    What it does
+    ------------
+    Compares the column type Django emits before and after an ``AlterField`` on a column
+    that existed in S0 (``field.db_type()`` on the vendor and version judged), and the type of
+    a RunSQL ``ALTER COLUMN ... TYPE``, and flags a change where some old value may not fit
+    the new type, as the vendor's fact table decides (``type_change_narrows``): a shorter
+    ``max_length``, fewer digits or decimal places, ``bigint`` to ``integer``, text to a
+    number, a timestamp with fewer fractional digits. Stays silent for widening changes, the
+    same type, relational fields (their type follows the target's primary key, judged there),
+    columns added in the unit and tables created in the unit. With S0 row counts, an empty
+    table makes it info.
+
+    Why it breaks production
+    ------------------------
+    PostgreSQL converts every row under ACCESS EXCLUSIVE and stops at the first that does not
+    fit: ``value too long for type character varying(50)``, ``numeric field overflow``,
+    ``integer out of range``, ``invalid input syntax for type integer``. The migration fails
+    on production data only, and (for decimal places) values that fit are silently rounded.
+
+    Example
+    -------
+    ```python
+    before = [
+        migrations.CreateModel("Product", [
+            ("id", models.BigAutoField(primary_key=True)),
+            ("name", models.CharField(max_length=200)),
+        ]),
+    ]
+    operations = [
+        migrations.AlterField("product", "name", models.CharField(max_length=120)),
+    ]
+    ```
+
+    Use instead
+    -----------
+    ```python
+    before = [
+        migrations.CreateModel("Product", [
+            ("id", models.BigAutoField(primary_key=True)),
+            ("name", models.CharField(max_length=200)),
+        ]),
+    ]
+    operations = [
+        # Keep the column as wide as the data; enforce the shorter limit in forms and a
+        # CHECK (length(name) <= 120) NOT VALID, validated once the long values are fixed.
+        migrations.AlterField("product", "name", models.CharField(max_length=200)),
+    ]
+    ```
+    """
+
+    id = "D206"
+    name = "narrowing-type-change"
+    severity = Severity.WARNING
+    message = (
+        "`{table}`.`{column}` narrows from `{old_type}` to `{new_type}`: any existing value"
+        " that does not fit fails the migration (`value too long`, `numeric field overflow`,"
+        " `out of range`, `invalid input syntax`){size}"
+    )
+    help = (
+        "Check that every value of `{table}`.`{column}` fits `{new_type}` and fix the others"
+        " before narrowing, or keep the wider type"
+    )
+    recipe_steps = (
+        "Deploy code that writes only values fitting `{new_type}` into `{column}` (form and"
+        " serializer validation), so no new misfits appear.",
+        "Find and fix the existing misfits in a migration of its own: e.g. SELECT id FROM"
+        " {table} WHERE length({column}) > <new length> (or abs({column}) >= <new limit>),"
+        ' RunPython with apps.get_model("{app_label}", "{model}") in batches.',
+        "Then narrow the type; the change rewrites `{table}` under ACCESS EXCLUSIVE (see"
+        " L303), or keep `{old_type}` and enforce the limit with a CHECK ... NOT VALID and"
+        " VALIDATE CONSTRAINT.",
+    )
+
+    def check_operation(self, ctx: OperationContext) -> Iterable[Finding]:
+        if not ctx.database:
+            return
+        op = ctx.operation
+        if isinstance(op, migrations.RunSQL):
+            yield from self._runsql(ctx)
+            return
+        if not isinstance(op, migrations.AlterField) or not ctx.table_in_s0:
+            return
+        if ctx.before is None or ctx.s0_field(op.name) is None:
+            return
+        old = ctx.before.fields.get(op.name)
+        if old is None:
+            return
+        old_type = db_type(old, op.name, ctx.unit)
+        new_type = db_type(op.field, op.name, ctx.unit)
+        if not self._narrows(ctx, old_type, new_type):
+            return
+        small = few_rows(ctx.unit, ctx.before.db_table, 0)
+        yield self.finding(
+            ctx,
+            severity=graded(self.severity, small),
+            field=op.name,
+            column=column_of(op.name, op.field),
+            old_type=old_type,
+            new_type=new_type,
+            size=size_note(small),
+        )
+
+    @staticmethod
+    def _narrows(ctx: OperationContext, old_type: str | None, new_type: str | None) -> bool:
+        if old_type is None or new_type is None or old_type == new_type:
+            return False
+        return ctx.unit.facts.type_change_narrows(old_type, new_type)
+
+    def _runsql(self, ctx: OperationContext) -> Iterable[Finding]:
+        for action in runsql_actions(ctx):
+            if action.kind is not K.ALTER_COLUMN_TYPE or not action.value:
+                continue
+            ref = table_ref(ctx.unit, action.table)
+            if ref is None:
+                continue
+            for column in action.columns:
+                name = ref.field_of(column)
+                if name is None or ref.s0_field(ctx.unit, column) is None:
+                    continue
+                old_type = db_type(ref.now.fields[name], name, ctx.unit)
+                if not self._narrows(ctx, old_type, action.value):
+                    continue
+                small = few_rows(ctx.unit, ref.now.db_table, 0)
+                yield self.finding(
+                    ctx,
+                    severity=graded(self.severity, small),
+                    field=name,
+                    column=column,
+                    old_type=old_type,
+                    new_type=action.value,
+                    table=ref.now.db_table,
+                    model=ref.now.name,
+                    size=size_note(small),
+                )

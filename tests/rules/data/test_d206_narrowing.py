@@ -1,0 +1,179 @@
+"""D206: a narrowing type change on a column of S0."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import pytest
+from django.db import migrations, models
+from django.db.migrations.operations.base import Operation
+
+from django_rollout.findings import Finding, Severity
+from django_rollout.rules.registry import all_rules
+from django_rollout.testing import judge
+
+pytestmark = pytest.mark.usefixtures("django_settings")
+
+DATA = [r for r in all_rules() if r.family() == "data"]
+
+
+def deployed(field: models.Field[Any, Any]) -> list[Operation]:
+    return [
+        migrations.CreateModel(
+            "Product", [("id", models.BigAutoField(primary_key=True)), ("value", field)]
+        )
+    ]
+
+
+def findings(
+    operations: Sequence[Operation],
+    before: Sequence[Operation] = (),
+    rows: Mapping[str, int] | None = None,
+    unit_before: Sequence[Sequence[Operation]] = (),
+    vendor: str = "postgresql",
+) -> list[Finding]:
+    return judge(operations, before, rows=rows, unit_before=unit_before, rules=DATA, vendor=vendor)
+
+
+NARROWING: dict[str, tuple[models.Field[Any, Any], models.Field[Any, Any]]] = {
+    "shorter_varchar": (models.CharField(max_length=200), models.CharField(max_length=120)),
+    "text_to_varchar": (models.TextField(), models.CharField(max_length=255)),
+    "fewer_digits": (
+        models.DecimalField(max_digits=12, decimal_places=2),
+        models.DecimalField(max_digits=8, decimal_places=2),
+    ),
+    "fewer_decimal_places": (
+        models.DecimalField(max_digits=12, decimal_places=4),
+        models.DecimalField(max_digits=12, decimal_places=2),
+    ),
+    "bigint_to_int": (models.BigIntegerField(), models.IntegerField()),
+    "int_to_smallint": (models.IntegerField(), models.SmallIntegerField()),
+    "text_to_integer": (models.CharField(max_length=5), models.IntegerField()),
+    "text_to_uuid": (models.CharField(max_length=36), models.UUIDField()),
+    "integer_to_boolean": (models.IntegerField(), models.BooleanField()),
+    "char_to_shorter_slug": (models.CharField(max_length=64), models.SlugField(max_length=50)),
+}
+
+
+@pytest.mark.parametrize(("old", "new"), NARROWING.values(), ids=NARROWING.keys())
+def test_flags_narrowing_change_on_column_of_s0(
+    old: models.Field[Any, Any], new: models.Field[Any, Any]
+) -> None:
+    found = findings([migrations.AlterField("product", "value", new)], deployed(old))
+    [finding] = [f for f in found if f.rule == "D206"]
+    assert {f.rule for f in found} <= {"D206", "D204"}  # BooleanField etc. add no check
+    assert finding.severity is Severity.WARNING
+    assert "`shop_product`.`value` narrows from" in finding.message
+
+
+def test_names_both_types() -> None:
+    old, new = NARROWING["shorter_varchar"]
+    [finding] = findings([migrations.AlterField("product", "value", new)], deployed(old))
+    assert "`varchar(200)` to `varchar(120)`" in finding.message
+
+
+WIDENING: dict[str, tuple[models.Field[Any, Any], models.Field[Any, Any]]] = {
+    "longer_varchar": (models.CharField(max_length=100), models.CharField(max_length=255)),
+    "varchar_to_text": (models.CharField(max_length=100), models.TextField()),
+    "same_type_new_options": (
+        models.CharField(max_length=100),
+        models.CharField(max_length=100, null=True, blank=True, db_index=True),
+    ),
+    "more_digits": (
+        models.DecimalField(max_digits=8, decimal_places=2),
+        models.DecimalField(max_digits=12, decimal_places=2),
+    ),
+    "int_to_bigint": (models.IntegerField(), models.BigIntegerField()),
+    "date_to_datetime": (models.DateField(), models.DateTimeField()),
+    "integer_to_text": (models.IntegerField(), models.TextField()),
+    "email_to_longer_char": (models.EmailField(), models.CharField(max_length=320)),
+    "json_unchanged": (models.JSONField(), models.JSONField(default=dict)),
+    "uuid_unchanged": (models.UUIDField(), models.UUIDField(unique=True)),
+}
+
+
+@pytest.mark.parametrize(("old", "new"), WIDENING.values(), ids=WIDENING.keys())
+def test_ignores_widening_or_same_type(
+    old: models.Field[Any, Any], new: models.Field[Any, Any]
+) -> None:
+    found = findings([migrations.AlterField("product", "value", new)], deployed(old))
+    assert "D206" not in {f.rule for f in found}
+
+
+def test_ignores_foreign_key_columns() -> None:
+    before = [
+        migrations.CreateModel("Category", [("id", models.BigAutoField(primary_key=True))]),
+        *deployed(models.ForeignKey("shop.Category", models.CASCADE)),
+    ]
+    op = migrations.AlterField(
+        "product", "value", models.ForeignKey("shop.Category", models.PROTECT, null=True)
+    )
+    assert "D206" not in {f.rule for f in findings([op], before)}
+
+
+def test_ignores_table_created_in_the_unit() -> None:
+    old, new = NARROWING["shorter_varchar"]
+    op = migrations.AlterField("product", "value", new)
+    assert findings([op], unit_before=[deployed(old)]) == []
+
+
+def test_ignores_column_added_in_the_unit() -> None:
+    unit_before = [[migrations.AddField("product", "extra", models.TextField(null=True))]]
+    op = migrations.AlterField("product", "extra", models.CharField(max_length=10, null=True))
+    assert findings([op], deployed(models.IntegerField()), unit_before=unit_before) == []
+
+
+def test_ignores_state_only_change() -> None:
+    old, new = NARROWING["shorter_varchar"]
+    op = migrations.SeparateDatabaseAndState(
+        state_operations=[migrations.AlterField("product", "value", new)]
+    )
+    assert findings([op], deployed(old)) == []
+
+
+def test_follows_a_rename_earlier_in_the_unit() -> None:
+    old, new = NARROWING["bigint_to_int"]
+    unit_before = [[migrations.RenameField("product", "value", "amount")]]
+    op = migrations.AlterField("product", "amount", new)
+    [finding] = findings([op], deployed(old), unit_before=unit_before)
+    assert finding.rule == "D206"
+
+
+def test_downgrades_to_info_on_an_empty_table() -> None:
+    old, new = NARROWING["shorter_varchar"]
+    found = findings(
+        [migrations.AlterField("product", "value", new)], deployed(old), rows={"shop_product": 0}
+    )
+    assert [(f.rule, f.severity) for f in found] == [("D206", Severity.INFO)]
+
+
+def test_flags_runsql_alter_type_narrowing() -> None:
+    op = migrations.RunSQL("ALTER TABLE shop_product ALTER COLUMN value TYPE varchar(3)")
+    [finding] = findings([op], deployed(models.CharField(max_length=8)))
+    assert finding.rule == "D206" and "`varchar(8)` to `varchar(3)`" in finding.message
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "ALTER TABLE shop_product ALTER COLUMN value TYPE varchar(20)",
+        "ALTER TABLE shop_product ALTER COLUMN value TYPE text",
+        "ALTER TABLE other_table ALTER COLUMN value TYPE varchar(1)",
+    ],
+    ids=["wider", "text", "unknown_table"],
+)
+def test_ignores_runsql_alter_type_that_does_not_narrow(sql: str) -> None:
+    assert findings([migrations.RunSQL(sql)], deployed(models.CharField(max_length=8))) == []
+
+
+def test_ignores_shorter_varchar_on_sqlite_which_does_not_enforce_lengths() -> None:
+    old, new = NARROWING["shorter_varchar"]
+    op = migrations.AlterField("product", "value", new)
+    assert findings([op], deployed(old), vendor="sqlite") == []
+
+
+def test_flags_text_to_integer_on_sqlite() -> None:
+    old, new = NARROWING["text_to_integer"]
+    op = migrations.AlterField("product", "value", new)
+    assert [f.rule for f in findings([op], deployed(old), vendor="sqlite")] == ["D206"]
