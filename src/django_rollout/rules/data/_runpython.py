@@ -22,7 +22,8 @@ _INSERTS = frozenset({"create", "bulk_create"})
 # Calls that return one existing row (its attributes then hold row data).
 _FETCH_ONE = frozenset({"get", "first", "last", "latest", "earliest"})
 # Exceptions whose handler makes a create a guarded one (look up first, or absorb the clash).
-_GUARD_EXCEPTIONS = frozenset({"IntegrityError", "DoesNotExist", "ObjectDoesNotExist"})
+_LOOKUP_MISSES = frozenset({"DoesNotExist", "ObjectDoesNotExist"})
+_CLASHES = frozenset({"IntegrityError"})
 _CONFLICT_FLAGS = frozenset({"ignore_conflicts", "update_conflicts"})
 
 
@@ -33,6 +34,7 @@ class Insert:
     key: ModelKey
     line: int
     call: str  # how the code spells it, e.g. "Group.objects.create(...)"
+    absorbed: bool = False  # inside try/except IntegrityError with no savepoint
 
 
 @dataclass(frozen=True)
@@ -161,10 +163,30 @@ def _selects_missing(query: ast.AST) -> bool:
     )
 
 
-def _catches_clash(handler_type: ast.AST | None) -> bool:
-    return handler_type is not None and any(
-        getattr(n, "attr", getattr(n, "id", None)) in _GUARD_EXCEPTIONS
-        for n in ast.walk(handler_type)
+def _names_exception(node: ast.AST | None, names: frozenset[str]) -> bool:
+    return node is not None and any(
+        getattr(n, "attr", getattr(n, "id", None)) in names for n in ast.walk(node)
+    )
+
+
+def _opens_savepoint(node: ast.With) -> bool:
+    """Return True for ``with transaction.atomic():`` (a savepoint inside the migration)."""
+    return any(
+        isinstance(item.context_expr, ast.Call)
+        and getattr(item.context_expr.func, "attr", getattr(item.context_expr.func, "id", ""))
+        == "atomic"
+        for item in node.items
+    )
+
+
+def _suppresses_clash(node: ast.With) -> bool:
+    """Return True for ``with contextlib.suppress(IntegrityError):``."""
+    return any(
+        isinstance(item.context_expr, ast.Call)
+        and getattr(item.context_expr.func, "attr", getattr(item.context_expr.func, "id", ""))
+        == "suppress"
+        and _names_exception(item.context_expr, _CLASHES)
+        for item in node.items
     )
 
 
@@ -252,13 +274,13 @@ class _Reader:
         if method == "save":
             if isinstance(receiver, ast.Name):
                 self.saved.add(receiver.id)
-                if receiver.id in self.instances and not self._guarded(node, {receiver.id}):
-                    self._insert(self.instances[receiver.id], node)
+                if receiver.id in self.instances:
+                    self._insert(self.instances[receiver.id], node, {receiver.id})
             elif isinstance(receiver, ast.Call) and isinstance(receiver.func, ast.Name):
                 key = self.facts.models.get(receiver.func.id)
                 explicit_pk = any(k.arg in ("pk", "id") for k in receiver.keywords)
                 if key is not None and not explicit_pk:
-                    self._insert(key, node)
+                    self._insert(key, node, {receiver.func.id})
             return
         key = self.model_of(receiver)
         if key is None or receiver is _root(receiver):
@@ -268,8 +290,7 @@ class _Reader:
                 return
             root = _root(receiver)
             names = {root.id} if isinstance(root, ast.Name) else set()
-            if not self._guarded(node, names):
-                self._insert(key, node)
+            self._insert(key, node, names)
         elif method == "update":
             for keyword in node.keywords:
                 if keyword.arg is None or _is_identity(keyword.value, keyword.arg):
@@ -310,36 +331,43 @@ class _Reader:
                 return not (isinstance(value, ast.Constant) and not value.value)
         return False
 
-    def _guarded(self, node: ast.AST, names: set[str]) -> bool:
-        """Return True when the insert runs only after looking for the row, or absorbs a
-        clash: inside an ``if`` whose test queries the same model, or a ``try`` catching
-        ``IntegrityError`` / ``DoesNotExist``."""
+    def _guard(self, node: ast.AST, names: set[str]) -> str | None:
+        """Return how the insert is guarded: ``"looked-up"`` when it runs only after looking
+        for the row (an ``if`` whose test queries the model, an ``except DoesNotExist``, a
+        loop over rows selected for lacking one) or absorbs a clash inside a savepoint;
+        ``"absorbed"`` when it swallows ``IntegrityError`` with no savepoint; else None."""
         model_names = names | {n for n, k in self.facts.models.items() if k in self._keys(names)}
+        savepoint = False
         child = node
         parent = self.parents.get(node)
         while parent is not None and not isinstance(parent, ast.FunctionDef | ast.Lambda):
+            if isinstance(parent, ast.With) and _opens_savepoint(parent):
+                savepoint = True
             if (
                 isinstance(parent, ast.If | ast.While)
                 and child is not parent.test
                 and (_mentions(parent.test, model_names) or self._queries(parent.test))
             ):
-                return True
+                return "looked-up"
             if (
                 isinstance(parent, ast.For)
                 and child is not parent.iter
                 and _selects_missing(parent.iter)
             ):
-                return True
-            if (
+                return "looked-up"
+            if isinstance(parent, ast.ExceptHandler) and _names_exception(
+                parent.type, _LOOKUP_MISSES
+            ):
+                return "looked-up"
+            absorbs = (
                 isinstance(parent, ast.Try)
                 and child in parent.body
-                and any(_catches_clash(h.type) for h in parent.handlers)
-            ):
-                return True
-            if isinstance(parent, ast.ExceptHandler) and _catches_clash(parent.type):
-                return True
+                and any(_names_exception(h.type, _CLASHES) for h in parent.handlers)
+            ) or (isinstance(parent, ast.With) and _suppresses_clash(parent))
+            if absorbs:
+                return "looked-up" if savepoint else "absorbed"
             child, parent = parent, self.parents.get(parent)
-        return False
+        return None
 
     def _keys(self, names: set[str]) -> set[ModelKey]:
         return {self.facts.models[n] for n in names if n in self.facts.models}
@@ -353,8 +381,12 @@ class _Reader:
             for n in ast.walk(test)
         )
 
-    def _insert(self, key: ModelKey, node: ast.AST) -> None:
-        self.facts.inserts.append(Insert(key, self.line(node), _spelled(node)))
+    def _insert(self, key: ModelKey, node: ast.AST, names: set[str]) -> None:
+        guard = self._guard(node, names)
+        if guard == "looked-up":
+            return
+        insert = Insert(key, self.line(node), _spelled(node), absorbed=guard == "absorbed")
+        self.facts.inserts.append(insert)
 
 
 @lru_cache(maxsize=256)

@@ -1,0 +1,368 @@
+"""D205: a data migration inserting rows that another writer may already have written."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import pytest
+from django.db import IntegrityError, migrations, models, transaction
+from django.db.migrations.operations.base import Operation
+
+from django_rollout.findings import Finding, Severity
+from django_rollout.rules.registry import all_rules
+from django_rollout.testing import judge
+
+pytestmark = pytest.mark.usefixtures("django_settings")
+
+DATA = [r for r in all_rules() if r.family() == "data"]
+
+
+def config_model() -> Operation:
+    return migrations.CreateModel(
+        "Config",
+        [
+            ("id", models.BigAutoField(primary_key=True)),
+            ("key", models.CharField(max_length=100, unique=True)),
+            ("value", models.TextField()),
+        ],
+    )
+
+
+def setting_model() -> Operation:
+    return migrations.CreateModel(
+        "Setting",
+        [
+            ("id", models.BigAutoField(primary_key=True)),
+            ("key", models.CharField(max_length=100, unique=True)),
+            ("value", models.JSONField(null=True)),
+        ],
+    )
+
+
+def group_model() -> Operation:
+    return migrations.CreateModel(
+        "Group",
+        [
+            ("id", models.BigAutoField(primary_key=True)),
+            ("name", models.CharField(max_length=150, unique=True)),
+        ],
+    )
+
+
+def findings(
+    operations: Sequence[Operation],
+    before: Sequence[Operation] = (),
+    *,
+    atomic: bool = True,
+    unit_before: Sequence[Sequence[Operation]] = (),
+    other_apps: dict[str, Sequence[Operation]] | None = None,
+) -> list[Finding]:
+    return judge(
+        operations,
+        before,
+        atomic=atomic,
+        unit_before=unit_before,
+        other_apps=other_apps,
+        rules=DATA,
+    )
+
+
+def run(code: Callable[..., Any]) -> Operation:
+    return migrations.RunPython(code, migrations.RunPython.noop)
+
+
+# -- forward functions that insert plainly -----------------------------------------------
+
+
+def create_group(apps: Any, schema_editor: Any) -> None:
+    Group = apps.get_model("shop", "Group")
+    Group.objects.create(name="editors")
+
+
+def create_through_using(apps: Any, schema_editor: Any) -> None:
+    Group = apps.get_model("shop", "Group")
+    db_alias = schema_editor.connection.alias
+    Group.objects.using(db_alias).bulk_create([Group(name="editors"), Group(name="viewers")])
+
+
+def copy_config(apps: Any, schema_editor: Any) -> None:
+    Config = apps.get_model("shop", "Config")
+    Setting = apps.get_model("shop.Setting")
+    Setting.objects.bulk_create(
+        [Setting(key=c.key, value=json.loads(c.value)) for c in Config.objects.all()]
+    )
+
+
+def build_and_save(apps: Any, schema_editor: Any) -> None:
+    Group = apps.get_model("shop", "Group")
+    for name in ("editors", "viewers"):
+        group = Group(name=name)
+        group.save()
+
+
+def construct_and_save_inline(apps: Any, schema_editor: Any) -> None:
+    Group = apps.get_model("shop", "Group")
+    Group(name="editors").save()
+
+
+def inline_get_model(apps: Any, schema_editor: Any) -> None:
+    apps.get_model("shop", "Group").objects.create(name="editors")
+
+
+def bulk_create_conflicts_false(apps: Any, schema_editor: Any) -> None:
+    Group = apps.get_model("shop", "Group")
+    Group.objects.bulk_create([Group(name="editors")], ignore_conflicts=False)
+
+
+def copy_in_a_loop(apps: Any, schema_editor: Any) -> None:
+    Config = apps.get_model("shop", "Config")
+    Setting = apps.get_model("shop", "Setting")
+    for config in Config.objects.all():
+        if config.value:
+            Setting.objects.create(key=config.key, value=config.value)
+
+
+def other_app_group(apps: Any, schema_editor: Any) -> None:
+    Group = apps.get_model("auth", "Group")
+    Group.objects.create(name="editors")
+
+
+PLAIN_INSERTS = {
+    "create": create_group,
+    "bulk_create_using": create_through_using,
+    "bulk_create_copy": copy_config,
+    "instance_save": build_and_save,
+    "inline_instance_save": construct_and_save_inline,
+    "inline_get_model": inline_get_model,
+    "ignore_conflicts_false": bulk_create_conflicts_false,
+    "loop_with_unrelated_if": copy_in_a_loop,
+}
+
+
+@pytest.mark.parametrize("code", PLAIN_INSERTS.values(), ids=PLAIN_INSERTS.keys())
+def test_flags_plain_insert_into_a_table_of_s0(code: Callable[..., Any]) -> None:
+    found = findings([run(code)], [group_model(), config_model(), setting_model()])
+    assert found and {f.rule for f in found} == {"D205"}
+    assert all(f.severity is Severity.WARNING for f in found)
+
+
+def test_points_at_the_line_of_the_insert() -> None:
+    [finding] = findings([run(create_group)], [group_model()])
+    assert finding.location.path and finding.location.path.endswith(".py")
+    assert finding.location.line == create_group.__code__.co_firstlineno + 2
+    assert "`Group.objects.create(name='editors')`" in finding.message
+    assert "`shop_group`" in finding.message
+
+
+def test_flags_a_model_of_another_app() -> None:
+    found = findings([run(other_app_group)], [group_model()], other_apps={"auth": [group_model()]})
+    assert [f.rule for f in found] == ["D205"] and "`auth_group`" in found[0].message
+
+
+# -- forward functions that stay silent -----------------------------------------------------
+
+
+def get_or_create_group(apps: Any, schema_editor: Any) -> None:
+    Group = apps.get_model("shop", "Group")
+    Group.objects.get_or_create(name="editors")
+
+
+def update_or_create_setting(apps: Any, schema_editor: Any) -> None:
+    Setting = apps.get_model("shop", "Setting")
+    Setting.objects.update_or_create(key="SHOP_NAME", defaults={"value": "Shop"})
+
+
+def recopy_idempotent(apps: Any, schema_editor: Any) -> None:
+    Config = apps.get_model("shop", "Config")
+    Setting = apps.get_model("shop", "Setting")
+    Setting.objects.bulk_create(
+        [Setting(key=c.key, value=c.value) for c in Config.objects.all()],
+        ignore_conflicts=True,
+        batch_size=500,
+    )
+
+
+def upsert(apps: Any, schema_editor: Any) -> None:
+    Setting = apps.get_model("shop", "Setting")
+    Setting.objects.bulk_create(
+        [Setting(key="A", value=1)],
+        update_conflicts=True,
+        unique_fields=["key"],
+        update_fields=["value"],
+    )
+
+
+def guarded_by_exists(apps: Any, schema_editor: Any) -> None:
+    Group = apps.get_model("shop", "Group")
+    if not Group.objects.filter(name="editors").exists():
+        Group.objects.create(name="editors")
+
+
+def guarded_by_does_not_exist(apps: Any, schema_editor: Any) -> None:
+    Group = apps.get_model("shop", "Group")
+    try:
+        Group.objects.get(name="editors")
+    except Group.DoesNotExist:
+        Group.objects.create(name="editors")
+
+
+def absorbs_in_a_savepoint(apps: Any, schema_editor: Any) -> None:
+    Group = apps.get_model("shop", "Group")
+    try:
+        with transaction.atomic():
+            Group.objects.create(name="editors")
+    except IntegrityError:
+        return
+
+
+def suppresses_in_a_savepoint(apps: Any, schema_editor: Any) -> None:
+    Group = apps.get_model("shop", "Group")
+    with contextlib.suppress(IntegrityError), transaction.atomic():
+        Group.objects.create(name="editors")
+
+
+def absorbs_without_savepoint(apps: Any, schema_editor: Any) -> None:
+    Group = apps.get_model("shop", "Group")
+    try:
+        Group.objects.create(name="editors")
+    except IntegrityError:
+        return
+
+
+def updates_only(apps: Any, schema_editor: Any) -> None:
+    Group = apps.get_model("shop", "Group")
+    Group.objects.filter(name="Editors").update(name="editors")
+    for group in Group.objects.all():
+        group.save()
+
+
+def save_with_explicit_pk(apps: Any, schema_editor: Any) -> None:
+    Group = apps.get_model("shop", "Group")
+    Group(pk=1, name="editors").save()
+
+
+def only_missing_rows(apps: Any, schema_editor: Any) -> None:
+    Config = apps.get_model("shop", "Config")
+    Setting = apps.get_model("shop", "Setting")
+    for config in Config.objects.filter(setting__isnull=True):
+        Setting.objects.create(key=config.key, value=config.value)
+
+
+def computed_model_name(apps: Any, schema_editor: Any) -> None:
+    for name in ("Group", "Config"):
+        Model = apps.get_model("shop", name)
+        Model.objects.create()
+
+
+def conflicts_from_options(apps: Any, schema_editor: Any) -> None:
+    Group = apps.get_model("shop", "Group")
+    options = {"ignore_conflicts": True}
+    Group.objects.bulk_create([Group(name="editors")], **options)
+
+
+SILENT = {
+    "get_or_create": get_or_create_group,
+    "update_or_create": update_or_create_setting,
+    "bulk_create_ignore_conflicts": recopy_idempotent,
+    "bulk_create_update_conflicts": upsert,
+    "if_not_exists": guarded_by_exists,
+    "except_does_not_exist": guarded_by_does_not_exist,
+    "except_integrity_error_in_savepoint": absorbs_in_a_savepoint,
+    "suppress_integrity_error_in_savepoint": suppresses_in_a_savepoint,
+    "update_and_save_existing": updates_only,
+    "save_with_explicit_pk": save_with_explicit_pk,
+    "loop_over_missing_rows": only_missing_rows,
+    "computed_model_name": computed_model_name,
+    "conflict_flag_in_kwargs": conflicts_from_options,
+}
+
+
+@pytest.mark.parametrize("code", SILENT.values(), ids=SILENT.keys())
+def test_ignores_idempotent_or_unknown_inserts(code: Callable[..., Any]) -> None:
+    assert findings([run(code)], [group_model(), config_model(), setting_model()]) == []
+
+
+def test_flags_integrity_error_swallowed_inside_the_migration_transaction() -> None:
+    [finding] = findings([run(absorbs_without_savepoint)], [group_model()])
+    assert finding.rule == "D205" and "current transaction is aborted" in finding.message
+
+
+def test_ignores_integrity_error_swallowed_in_a_non_atomic_migration() -> None:
+    assert findings([run(absorbs_without_savepoint)], [group_model()], atomic=False) == []
+
+
+def test_ignores_reverse_code() -> None:
+    op = migrations.RunPython(migrations.RunPython.noop, create_group)
+    assert findings([op], [group_model()]) == []
+
+
+def test_ignores_lambdas_and_callables_without_source() -> None:
+    op = migrations.RunPython(print, migrations.RunPython.noop)
+    assert findings([op], [group_model()]) == []
+
+
+# -- tables new in the unit: the django-constance story ---------------------------------------
+
+
+def test_ignores_insert_into_table_created_by_the_same_atomic_migration() -> None:
+    ops = [setting_model(), run(copy_config)]
+    assert findings(ops, [config_model()]) == []
+
+
+def test_flags_insert_into_table_created_by_the_same_non_atomic_migration() -> None:
+    # A failure after CreateModel commits leaves the table; a retry or start-up code fills it.
+    ops = [setting_model(), run(copy_config)]
+    found = findings(ops, [config_model()], atomic=False)
+    assert [f.rule for f in found] == ["D205"]
+    assert "start-up code or an earlier half-run" in found[0].message
+
+
+def test_flags_insert_into_table_created_earlier_in_the_unit() -> None:
+    # django-constance: the new table exists, the new release's AppConfig.ready() (run by
+    # `migrate` itself) writes default keys, then the copy collides with them.
+    found = findings([run(copy_config)], [config_model()], unit_before=[[setting_model()]])
+    assert [f.rule for f in found] == ["D205"]
+
+
+def test_ignores_insert_into_a_model_that_does_not_exist() -> None:
+    assert findings([run(create_group)], [config_model()]) == []
+
+
+def test_ignores_state_only_noop() -> None:
+    op = migrations.SeparateDatabaseAndState(state_operations=[config_model()])
+    assert findings([op], [group_model()]) == []
+
+
+# -- RunSQL --------------------------------------------------------------------------------
+
+
+def test_flags_runsql_insert_without_conflict_handling() -> None:
+    op = migrations.RunSQL("INSERT INTO shop_group (name) VALUES ('editors')")
+    [finding] = findings([op], [group_model()])
+    assert (finding.rule, finding.severity) == ("D205", Severity.WARNING)
+    assert "INSERT INTO shop_group" in finding.message
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "INSERT INTO shop_group (name) VALUES ('editors') ON CONFLICT DO NOTHING",
+        "INSERT INTO shop_group (name) VALUES ('editors') ON CONFLICT (name) DO UPDATE"
+        " SET name = EXCLUDED.name",
+        "INSERT INTO shop_group (name) SELECT 'editors' WHERE NOT EXISTS"
+        " (SELECT 1 FROM shop_group WHERE name = 'editors')",
+        "INSERT INTO other_table (name) VALUES ('editors')",
+        "UPDATE shop_group SET name = 'editors' WHERE name = 'Editors'",
+    ],
+    ids=["on_conflict_nothing", "on_conflict_update", "where_not_exists", "unknown", "update"],
+)
+def test_ignores_runsql_that_cannot_duplicate(sql: str) -> None:
+    assert findings([migrations.RunSQL(sql)], [group_model()]) == []
+
+
+def test_ignores_runsql_insert_into_table_created_in_the_unit() -> None:
+    op = migrations.RunSQL("INSERT INTO shop_group (name) VALUES ('editors')")
+    assert findings([op], unit_before=[[group_model()]]) == []
