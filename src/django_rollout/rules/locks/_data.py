@@ -96,7 +96,11 @@ class _Reader(ast.NodeVisitor):
         return self._by_class_name(name)
 
     def _by_class_name(self, name: str) -> ModelKey | None:
-        matches = [key for key in self.unit.state.models if key[1] == name.lower()]
+        # A class name, as imported: ``Product``, never the ``product`` of a loop variable.
+        state = self.unit.state.models
+        matches: list[ModelKey] = [
+            key for key in state if key[1] == name.lower() and state[key].name == name
+        ]
         for key in matches:
             if key[0] == self.ctx.app_label:
                 return key

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import sys
 from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
 
 from django.db import migrations, models
 from django.db.migrations.operations.base import Operation
@@ -101,13 +102,13 @@ def _ancestors(ctx: OperationContext) -> list[Sequence[Operation]]:
         if isinstance(cls, type) and issubclass(cls, migrations.Migration):
             found[name.rpartition(".")[2]] = cls
     seen: set[str] = set()
-    stack = [ctx.migration_name]
+    stack: list[Any] = [ctx.migration]
     while stack:
-        current = found.get(stack.pop())
+        current = stack.pop()
         for app, dep in getattr(current, "dependencies", ()) or ():
             if app == ctx.app_label and dep not in seen and dep in found:
                 seen.add(dep)
-                stack.append(dep)
+                stack.append(found[dep])
     return [list(getattr(found[name], "operations", ())) for name in sorted(seen)]
 
 

@@ -25,13 +25,14 @@ def referenced_locks(ctx: OperationContext) -> list[Lock]:
     A brief SHARE ROW EXCLUSIVE with nothing to scan (a new, empty referencing table, or a
     new column that is NULL in every row) is left out: it lasts as long as a catalog update.
     """
+    own = ctx.model.db_table if ctx.model is not None else None
     found: list[Lock] = []
     for lock in locks_for(ctx):
         step, mode = lock.step, lock.referenced_mode
         if mode is None or not step.referenced_table or not step.referenced_hot:
             continue
-        if step.referenced_table == step.table:
-            continue  # a self-reference: the table's own lock is the story
+        if step.referenced_table in (step.table, own):
+            continue  # the operation's own table (self-reference, M2M table): not a side effect
         if mode.blocks_reads or (mode.blocks_writes and lock.scans and step.hot):
             found.append(lock)
     return found
