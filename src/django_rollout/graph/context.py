@@ -85,6 +85,27 @@ class Lineage:
         s0 = self.s0_model(key)
         return field_name if s0 is not None and field_name in s0.fields else None
 
+    def s0_models(self) -> list[ModelView]:
+        """Return every model of S0 that still owns a table or was touched by the unit."""
+        seen: dict[ModelKey, ModelView] = {}
+        for key, captured in self._s0.items():
+            if captured is not None:
+                seen[key] = captured
+        for key in self._state.models:
+            if key not in self._origin and key not in seen:
+                current = view(self._state, key)
+                if current is not None:
+                    seen[key] = current
+        return list(seen.values())
+
+    def s0_model_for_table(self, db_table: str) -> ModelView | None:
+        """Return the S0 model that owns ``db_table`` (as RunSQL names it), or None."""
+        wanted = db_table.lower()
+        for model in self.s0_models():
+            if model.has_table and model.db_table.lower() == wanted:
+                return model
+        return None
+
     def record(self, operation: Operation, app_label: str) -> None:
         """Update lineage after ``operation`` changed the models the code sees."""
         before, after = target_keys(operation, app_label)
@@ -169,6 +190,11 @@ class OperationContext:
     database: bool = True
     state: bool = True
     nesting: tuple[tuple[str, int], ...] = ()
+    # S0 facts of the target, taken before the operation changed the lineage (a RemoveField
+    # must still see the field the old release has): the S0 model, and for each field name
+    # of the target before or after the operation, the S0 field name it descends from.
+    s0: ModelView | None = None
+    s0_names: Mapping[str, str | None] = field(default_factory=dict)
 
     @property
     def migration_name(self) -> str:
@@ -191,9 +217,7 @@ class OperationContext:
     @property
     def s0_model(self) -> ModelView | None:
         """The target model as the old release sees it, or None if it is new in the unit."""
-        before, after = target_keys(self.operation, self.app_label)
-        key = before or after
-        return None if key is None else self.unit.lineage.s0_model(key)
+        return self.s0
 
     @property
     def table_in_s0(self) -> bool:
@@ -202,15 +226,15 @@ class OperationContext:
         return s0 is not None and s0.has_table
 
     def s0_field(self, field_name: str) -> Any | None:
-        """Return the S0 field that ``field_name`` of the target model descends from."""
-        before, _ = target_keys(self.operation, self.app_label)
-        if before is None:
+        """Return the S0 field that ``field_name`` of the target model descends from.
+
+        ``field_name`` is a name the target has before or after the operation (after a
+        RenameField, both the old and the new name lead to the S0 field).
+        """
+        if self.s0 is None:
             return None
-        s0_name = self.unit.lineage.s0_field_name(before, field_name)
-        s0 = self.s0_model
-        if s0_name is None or s0 is None:
-            return None
-        return s0.fields.get(s0_name)
+        s0_name = self.s0_names.get(field_name)
+        return None if s0_name is None else self.s0.fields.get(s0_name)
 
     def rows(self) -> int | None:
         s0 = self.s0_model

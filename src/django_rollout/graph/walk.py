@@ -137,10 +137,19 @@ class Walker:
                 if key is not None:
                     lineage.touch(key)
         before = view(unit.state, before_key) if before_key else None
+        s0 = lineage.s0_model(before_key or after_key) if (before_key or after_key) else None
+        names: dict[str, str | None] = {}
+        if s0 is not None and before_key is not None:
+            for name in (*(before.fields if before else ()), *_field_names(operation)):
+                names[name] = lineage.s0_field_name(before_key, name)
         operation.state_forwards(app_label, unit.state)
         after = view(unit.state, after_key) if after_key else None
         if state:
             lineage.record(operation, app_label)
+        if s0 is not None and after is not None and after_key is not None:
+            for name in after.fields:
+                if names.get(name) is None:
+                    names[name] = lineage.s0_field_name(after_key, name)
         yield OperationContext(
             app_label=app_label,
             migration=migration,
@@ -152,6 +161,8 @@ class Walker:
             database=database,
             state=state,
             nesting=nesting,
+            s0=s0,
+            s0_names=names,
         )
 
     def _separate(
@@ -180,6 +191,14 @@ class Walker:
         for i, inner in enumerate(operation.state_operations):
             here = (*nesting, ("state_operations", i))
             yield from self._step(migration, index, inner, unit, here, False, True)
+
+
+def _field_names(operation: Operation) -> tuple[str, ...]:
+    """Return the field names an operation names (RenameField names two)."""
+    names = [getattr(operation, attr, None) for attr in ("name", "old_name", "new_name")]
+    if getattr(operation, "model_name", None) is None:
+        return ()  # a model operation: "name" is the model's
+    return tuple(n for n in names if isinstance(n, str))
 
 
 def _overrides(rule: Rule, hook: str) -> bool:
