@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import importlib.util
+import os
+import subprocess
 import sys
 import textwrap
 import uuid
@@ -17,7 +19,25 @@ from django_rollout.rules.code.m402_live_models_in_data_migration import (
 from django_rollout.rules.registry import all_rules
 from django_rollout.testing import judge
 
-pytestmark = pytest.mark.usefixtures("django_settings")
+
+def _auth_installed() -> bool:
+    from django.apps import apps
+
+    return apps.is_installed("django.contrib.auth") and apps.is_installed(
+        "django.contrib.contenttypes"
+    )
+
+
+@pytest.fixture
+def auth_models(django_settings: None) -> None:
+    """The fixtures import django.contrib.auth's live models: they need auth installed.
+
+    Another suite may have configured settings first (settings are per process); then
+    ``test_runs_in_its_own_process_when_auth_is_not_installed`` runs this file alone.
+    """
+    if not _auth_installed():
+        pytest.skip("django.contrib.auth is not installed in this process's settings")
+
 
 CODE_RULES = [r for r in all_rules() if r.family() == "code"]
 M402 = [LiveModelsInDataMigration]
@@ -160,6 +180,7 @@ FLAGGED = {
 
 
 @pytest.mark.parametrize(("code", "import_line", "model"), FLAGGED.values(), ids=FLAGGED.keys())
+@pytest.mark.usefixtures("auth_models")
 def test_flags_live_model_used_in_runpython(
     write_module: Any, code: str, import_line: str, model: str
 ) -> None:
@@ -174,6 +195,7 @@ def test_flags_live_model_used_in_runpython(
     assert 'apps.get_model("' in finding.help and f'"{model}")' in finding.help
 
 
+@pytest.mark.usefixtures("auth_models")
 def test_flags_function_defined_in_another_module(write_module: Any) -> None:
     helpers = write_module(
         """
@@ -196,6 +218,7 @@ def test_flags_function_defined_in_another_module(write_module: Any) -> None:
     assert finding.location.line == line_of(helpers, "import User")
 
 
+@pytest.mark.usefixtures("auth_models")
 def test_reports_each_import_once(write_module: Any) -> None:
     module = write_module(
         """
@@ -290,6 +313,7 @@ SILENT = {
 
 
 @pytest.mark.parametrize("code", SILENT.values(), ids=SILENT.keys())
+@pytest.mark.usefixtures("auth_models")
 def test_ignores_imports_that_query_no_live_model(write_module: Any, code: str) -> None:
     module = write_module(code)
     before = []
@@ -308,6 +332,7 @@ def test_ignores_imports_that_query_no_live_model(write_module: Any, code: str) 
     assert judge(module.operations, before, app_label="auth", rules=M402) == []
 
 
+@pytest.mark.usefixtures("auth_models")
 def test_ignores_state_only_runpython(write_module: Any) -> None:
     module = write_module(
         """
@@ -326,6 +351,7 @@ def test_ignores_state_only_runpython(write_module: Any) -> None:
     assert judge(module.operations, rules=M402) == []
 
 
+@pytest.mark.usefixtures("auth_models")
 def test_ignores_function_without_readable_source() -> None:
     from django.db import migrations
 
@@ -334,3 +360,20 @@ def test_ignores_function_without_readable_source() -> None:
     exec(code, namespace)
     op = migrations.RunPython(namespace["forwards"], migrations.RunPython.noop)
     assert judge([op], rules=M402) == []
+
+
+@pytest.mark.usefixtures("django_settings")
+def test_runs_in_its_own_process_when_auth_is_not_installed() -> None:
+    if _auth_installed():
+        return  # the tests above ran here
+    env = {**os.environ}
+    env.pop("DJANGO_SETTINGS_MODULE", None)
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", __file__],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout[-3000:]

@@ -9,6 +9,7 @@ import pytest
 from django.contrib.postgres.operations import AddIndexConcurrently
 from django.db import migrations, models
 
+from django_rollout.findings import Severity
 from django_rollout.rules.code.m407_non_atomic_migration_with_several_operations import (
     NonAtomicMigrationWithSeveralOperations,
     atomic_location,
@@ -81,6 +82,8 @@ SEVERAL = {
 @pytest.mark.parametrize("operations", SEVERAL.values(), ids=SEVERAL.keys())
 def test_flags_non_atomic_migration_with_several_database_operations(operations: Any) -> None:
     findings = judge(operations, BEFORE, atomic=False, rules=CODE_RULES)
+    # Info-level advice (M410 on SQL the parser cannot read) may accompany it.
+    findings = [f for f in findings if f.severity >= Severity.WARNING]
     assert {f.rule for f in findings} == {"M407"}
     [finding] = findings
     assert finding.migration == "0002_change" and finding.app_label == "shop"
