@@ -53,8 +53,11 @@ def inventory(root: Path, database: dict | None = None, extra: str = "", upto: i
 
 
 def rules_of(doc: dict, app: str | None = "inventory") -> list[tuple[str, str]]:
+    """Return (migration, rule) of the error and warning findings of an app."""
     return [
-        (f["migration"], f["rule"]) for f in doc["findings"] if app is None or f["app_label"] == app
+        (f["migration"], f["rule"])
+        for f in doc["findings"]
+        if (app is None or f["app_label"] == app) and f["severity"] != "info"
     ]
 
 
