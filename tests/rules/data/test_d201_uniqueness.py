@@ -61,6 +61,9 @@ CONSTANT_UNIQUE: dict[str, Callable[[], models.Field[Any, Any]]] = {
     "constant_db_default": lambda: models.IntegerField(db_default=7, unique=True),
     "stable_db_default_now": lambda: models.DateTimeField(db_default=Now(), unique=True),
     "nullable_with_default": lambda: models.UUIDField(null=True, default=uuid.uuid4, unique=True),
+    "char_blank_sqlite_style_default": lambda: models.CharField(
+        max_length=64, blank=True, unique=True, db_index=True
+    ),
     "json_default": lambda: models.JSONField(default=dict, unique=True),
 }
 
@@ -320,3 +323,14 @@ def test_downgrades_the_warning_to_info_on_a_single_row_table() -> None:
     op = EXISTING_UNIQUE["alter_field_unique"]
     found = findings([op], customer(), rows={"shop_customer": 1})
     assert [f.severity for f in found] == [Severity.INFO]
+
+
+def test_warns_on_a_db_default_it_cannot_classify() -> None:
+    # A user-defined SQL function may or may not be volatile: "may", not "must".
+    field = models.CharField(
+        max_length=20, db_default=models.Func(function="shop_next_code"), unique=True
+    )
+    [finding] = only(
+        findings([migrations.AddField("customer", "token", field)], customer()), "D201"
+    )
+    assert finding.severity is Severity.WARNING

@@ -106,8 +106,18 @@ def test_flags_alter_field_that_brings_a_column_check(
         (models.CharField(max_length=5), models.CharField(max_length=9, choices=[("a", "A")])),
         (models.BooleanField(), models.BooleanField(default=True)),
         (models.JSONField(null=True), models.JSONField(default=dict)),
+        (models.PositiveIntegerField(), models.PositiveIntegerField(db_column="qty")),
     ],
-    ids=["same_check", "choices", "widen", "drop_check", "char_choices", "boolean", "json"],
+    ids=[
+        "same_check",
+        "choices",
+        "widen",
+        "drop_check",
+        "char_choices",
+        "boolean",
+        "json",
+        "same_check_other_column_name",
+    ],
 )
 def test_ignores_alter_field_without_a_new_check(
     old: models.Field[Any, Any], new: models.Field[Any, Any]

@@ -179,8 +179,10 @@ def _connection(vendor: str, server_version: tuple[int, ...]) -> BaseDatabaseWra
 
 def _bound(field: models.Field[Any, Any], name: str) -> models.Field[Any, Any]:
     # State fields are not attached to a model: give a copy its name and column so the
-    # type and check templates (which read ``column``) can be filled.
+    # type and check templates (which read ``column``) can be filled. The column is the
+    # field name, so that two versions of a field compare equal across a db_column change.
     clone = field.clone()
+    clone.db_column = None
     clone.set_attributes_from_name(name)
     return clone
 
