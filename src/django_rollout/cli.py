@@ -23,17 +23,19 @@ PROG = "django-rollout"
 
 
 class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are RolloutErrors: one line, exit status 2."""
+
     def error(self, message: str) -> Any:  # argparse prints usage + exits 2; keep it one line
         raise ConfigurationError(f"{self.prog}: {message}")
 
 
-def _common(top: bool) -> argparse.ArgumentParser:
+def _common(top: bool) -> _Parser:
     """Return the flags every command takes, before or after the subcommand's name.
 
     The subcommands' copies default to SUPPRESS so that they do not overwrite a value given
     before the subcommand (``django-rollout --settings x check``).
     """
-    common = argparse.ArgumentParser(add_help=False)
+    common = _Parser(add_help=False)
 
     def default(value: Any) -> Any:
         return value if top else argparse.SUPPRESS

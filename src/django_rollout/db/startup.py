@@ -32,7 +32,7 @@ class StartupCapture:
 def _django_dir() -> str:
     import django
 
-    return os.path.dirname(os.path.abspath(django.__file__))
+    return os.path.dirname(os.path.abspath(str(django.__file__)))
 
 
 def _caller(skip: tuple[str, ...]) -> tuple[str | None, int | None]:

@@ -50,13 +50,13 @@ def _url_cursor(url: str) -> Iterator[tuple[str, _Cursor, dict[str, Any]]]:
         if parsed.netloc:  # sqlite://relative/path
             path = parsed.netloc + path
         try:
-            conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+            lite = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
         except sqlite3.Error as exc:
             raise DatabaseUnavailableError(f"cannot open {path}: {exc}") from None
         try:
-            yield "sqlite", conn.cursor(), {"vendor": "sqlite", "version": sqlite3.sqlite_version}
+            yield "sqlite", lite.cursor(), {"vendor": "sqlite", "version": sqlite3.sqlite_version}
         finally:
-            conn.close()
+            lite.close()
     else:
         raise DeployedStateError(f"unsupported database URL scheme {scheme!r} in {_safe(url)}")
 

@@ -30,12 +30,12 @@ class _PresetLoader(MigrationLoader):
     """
 
     def __init__(self, applied: Iterable[MigrationKey]) -> None:
-        self._preset = {key: True for key in applied}
+        self._preset: dict[MigrationKey, Any] = {key: True for key in applied}
         super().__init__(None, ignore_no_migrations=True)
 
     @property  # type: ignore[override]
     def applied_migrations(self) -> Mapping[MigrationKey, Any]:
-        return self._preset
+        return dict(self._preset)
 
     @applied_migrations.setter
     def applied_migrations(self, value: Any) -> None:
@@ -52,7 +52,8 @@ class Graph:
 
     @property
     def nodes(self) -> Mapping[MigrationKey, Migration]:
-        return self.loader.graph.nodes
+        nodes: Mapping[MigrationKey, Migration] = self.loader.graph.nodes
+        return nodes
 
     def path_of(self, migration: Migration) -> str | None:
         module = sys.modules.get(type(migration).__module__)

@@ -137,7 +137,8 @@ class Walker:
                 if key is not None:
                     lineage.touch(key)
         before = view(unit.state, before_key) if before_key else None
-        s0 = lineage.s0_model(before_key or after_key) if (before_key or after_key) else None
+        target = before_key or after_key
+        s0 = lineage.s0_model(target) if target is not None else None
         names: dict[str, str | None] = {}
         if s0 is not None and before_key is not None:
             for name in (*(before.fields if before else ()), *_field_names(operation)):
