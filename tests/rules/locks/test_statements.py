@@ -168,6 +168,21 @@ CASES: dict[str, list[Any]] = {
     "rename field": [migrations.RenameField("product", "name", "title")],
 }
 
+if hasattr(models, "DB_CASCADE"):
+    # Django 6.1+: on_delete values the database enforces are part of the constraint.
+    CASES |= {
+        "fk on_delete moved to the database": [
+            migrations.AlterField(
+                "product", "cat", models.ForeignKey("Category", models.DB_CASCADE, null=True)
+            )
+        ],
+        "fk db_set_null": [
+            migrations.AddField(
+                "product", "owner", models.ForeignKey("Category", models.DB_SET_NULL, null=True)
+            )
+        ],
+    }
+
 
 class _Recorder(Rule):
     id = "L399"
@@ -215,3 +230,18 @@ def emitted(operations: list[Any]) -> set[tuple[str, str, bool]]:
 @pytest.mark.parametrize("label", sorted(CASES))
 def test_mapping_matches_the_sql_django_emits(label: str, django_settings: None) -> None:
     assert mapped(CASES[label]) == emitted(CASES[label])
+
+
+@pytest.mark.skipif(not hasattr(models, "DB_CASCADE"), reason="Django < 6.1: no DB_CASCADE")
+def test_on_delete_moved_to_the_database_rebuilds_the_constraint(django_settings: None) -> None:
+    """CASCADE to DB_CASCADE changes ON DELETE in the constraint: Django drops and re-adds it."""
+    operations = CASES["fk on_delete moved to the database"]
+    assert emitted(operations) == {
+        ("DROP_CONSTRAINT", "shop_product", False),
+        ("ADD_FOREIGN_KEY", "shop_product", False),
+    }
+    assert mapped(operations) == emitted(operations)
+
+
+def test_on_delete_in_python_only_emits_nothing(django_settings: None) -> None:
+    assert emitted(CASES["fk on_delete only"]) == set() == mapped(CASES["fk on_delete only"])

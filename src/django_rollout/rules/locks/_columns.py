@@ -21,9 +21,9 @@ from django_rollout.vendors import StatementKind
 
 K = StatementKind
 
-# Field attributes that never reach the database: Django's ``Field.non_db_attrs`` plus the
-# comment, which Django alters without touching foreign keys.
-_NON_DB_ATTRS = frozenset(models.Field.non_db_attrs) | {"db_comment"}
+# Besides Django's own ``non_db_attrs``, the comment: Django alters it without touching
+# foreign keys.
+_ALSO_NON_DB = frozenset({"db_comment"})
 
 
 @cache
@@ -153,12 +153,23 @@ def fills_existing_rows(field: models.Field[Any, Any]) -> bool:
         return True
 
 
+def _non_db_attrs(field: models.Field[Any, Any]) -> frozenset[str]:
+    """Return the attributes of ``field`` that never reach the database.
+
+    Asked of the field itself, as Django does: since Django 6.1 a ForeignKey's
+    ``on_delete`` is one of them only while Python enforces it (``CASCADE``), not when
+    the database does (``DB_CASCADE`` and the other ``DatabaseOnDelete`` values).
+    """
+    return frozenset(getattr(field, "non_db_attrs", models.Field.non_db_attrs)) | _ALSO_NON_DB
+
+
 def db_differs(old: models.Field[Any, Any], new: models.Field[Any, Any], name: str) -> bool:
     """Return True when Django's schema editor alters the column (``_field_should_be_altered``)."""
     _, old_path, old_args, old_kwargs = old.deconstruct()
     _, new_path, new_args, new_kwargs = new.deconstruct()
-    for attr in _NON_DB_ATTRS:
+    for attr in _non_db_attrs(old):
         old_kwargs.pop(attr, None)
+    for attr in _non_db_attrs(new):
         new_kwargs.pop(attr, None)
     if column_name(name, old) != column_name(name, new):
         return True
