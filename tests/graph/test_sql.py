@@ -35,13 +35,18 @@ from django.db.migrations.state import ProjectState  # noqa: E402
 from django.db.models import F, Q, Value  # noqa: E402
 from django.db.models.functions import Lower, Now  # noqa: E402
 
-from django_rollout.errors import DatabaseUnavailableError, RolloutError  # noqa: E402
+from django_rollout.errors import (  # noqa: E402
+    ConfigurationError,
+    DatabaseUnavailableError,
+    RolloutError,
+)
 from django_rollout.graph.sql import (  # noqa: E402
     CollectedSQL,
     Statement,
     collect_migration_sql,
     newest_known_postgresql,
     offline_connection,
+    oldest_supported_postgresql,
 )
 
 LIVE_ALIAS = "rollout_sql_live"
@@ -467,20 +472,76 @@ def test_pin_below_15_leaves_out_nulls_not_distinct_constraint(live: Any) -> Non
     state = prepared(live, app_label)
     target = migration(app_label, SCENARIOS["add_unique_nulls_not_distinct"](app_label))
     on_15 = collect_migration_sql(target, state, server_version=(15,))
-    on_14 = collect_migration_sql(target, state, server_version=(14, 9))
     assert [s.sql for s in on_15.statements] == [
         f'ALTER TABLE "{app_label}_book" ADD CONSTRAINT "b_pages_nnd" UNIQUE NULLS NOT DISTINCT '
         '("pages");'
     ]
-    assert on_14 == CollectedSQL(())
+    if oldest_supported_postgresql() <= (14,):
+        # Django < 6.0 runs on PostgreSQL 14, which has no NULLS NOT DISTINCT.
+        on_14 = collect_migration_sql(target, state, server_version=(14, 9))
+        assert on_14 == CollectedSQL(())
+    else:
+        # Django 6.0+ refuses PostgreSQL 14, so its SQL for 14 is never run.
+        with pytest.raises(ConfigurationError, match=r"14\.9.*PostgreSQL 15 or later"):
+            collect_migration_sql(target, state, server_version=(14, 9))
+
+
+def known_feature_majors() -> list[int]:
+    """The NN of every ``is_postgresql_NN`` flag the installed Django has."""
+    from django.db.backends.postgresql.features import DatabaseFeatures
+
+    return sorted(
+        int(name.rsplit("_", 1)[1])
+        for name in vars(DatabaseFeatures)
+        if name.startswith("is_postgresql_")
+    )
 
 
 def test_default_pin_is_newest_postgresql_django_knows() -> None:
     connection = offline_connection()
     assert connection.pg_version == newest_known_postgresql()[0] * 10000
     assert newest_known_postgresql() >= (17,)
-    assert offline_connection(server_version=(15, 4)).features.is_postgresql_15
-    assert not offline_connection(server_version=(14,)).features.is_postgresql_15
+    assert newest_known_postgresql() == (max(known_feature_majors()),)
+
+
+def test_pin_drives_each_feature_flag_django_has() -> None:
+    majors = known_feature_majors()
+    assert majors, "Django's PostgreSQL backend has no is_postgresql_NN flag"
+    floor = oldest_supported_postgresql()
+    for major in majors:
+        flag = f"is_postgresql_{major}"
+        assert getattr(offline_connection(server_version=(major, 4)).features, flag)
+        assert getattr(offline_connection(server_version=(major + 1,)).features, flag)
+        if (major - 1,) >= floor:
+            assert not getattr(offline_connection(server_version=(major - 1, 9)).features, flag)
+
+
+def test_pin_flags_differ_by_django_version() -> None:
+    from django.db.backends.postgresql.features import DatabaseFeatures
+
+    if django.VERSION < (6, 0):
+        assert oldest_supported_postgresql() == (14,)
+        assert offline_connection(server_version=(15, 4)).features.is_postgresql_15
+        assert not offline_connection(server_version=(14,)).features.is_postgresql_15
+        assert not offline_connection(
+            server_version=(14,)
+        ).features.supports_nulls_distinct_unique_constraints
+    else:
+        # PostgreSQL 15 is the floor: its flag left with PostgreSQL 14.
+        assert oldest_supported_postgresql() == (15,)
+        assert not hasattr(DatabaseFeatures, "is_postgresql_15")
+        assert offline_connection(
+            server_version=(15,)
+        ).features.supports_nulls_distinct_unique_constraints
+    assert offline_connection(server_version=(16, 2)).features.is_postgresql_16
+
+
+def test_pin_older_than_django_supports_is_refused() -> None:
+    floor = oldest_supported_postgresql()
+    assert offline_connection(server_version=floor).pg_version == floor[0] * 10000
+    below = (floor[0] - 1, 9)
+    with pytest.raises(ConfigurationError, match=rf"server_version {below[0]}\.9: Django "):
+        offline_connection(server_version=below)
 
 
 def executed_ddl(connection: Any, target: Any, state: ProjectState) -> list[str]:

@@ -5,7 +5,9 @@ statements (psycopg's client-side adaptation), to read the server version and
 to introspect the live schema while it alters fields. The offline wrapper here
 keeps every piece of Django's SQL generation and replaces only those three:
 
-* the server version is pinned (``pg_version`` drives ``features.is_postgresql_NN``);
+* the server version is pinned (``pg_version`` drives ``features.is_postgresql_NN``),
+  and a pin older than the installed Django supports is refused as Django refuses
+  such a server;
 * values are adapted by psycopg with Django's own adapters map but no
   connection, with the two adapters that differ offline (bytea) made to match
   a live PostgreSQL with ``standard_conforming_strings=on``;
@@ -39,12 +41,13 @@ from psycopg._queries import PostgresClientQuery  # the exact merge ClientCursor
 from psycopg.dbapi20 import Binary
 from psycopg.types.string import BytesDumper
 
-from django_rollout.errors import DatabaseUnavailableError, RolloutError
+from django_rollout.errors import ConfigurationError, DatabaseUnavailableError, RolloutError
 
 __all__ = [
     "OfflineIntrospectionError",
     "newest_known_postgresql",
     "offline_connection",
+    "oldest_supported_postgresql",
 ]
 
 # PostgreSQL's NAMEDATALEN - 1: the longest identifier the server keeps.
@@ -61,14 +64,23 @@ class OfflineIntrospectionError(RolloutError):
 
 
 def newest_known_postgresql() -> tuple[int, ...]:
-    """Return the newest PostgreSQL major version the installed Django knows features of."""
+    """Return the newest PostgreSQL major version the installed Django knows features of.
+
+    Django names a feature flag ``is_postgresql_NN`` for each release newer than its
+    oldest supported one (the flags come and go with Django versions: 6.0 dropped
+    ``is_postgresql_15`` with PostgreSQL 14); without any, the oldest supported release.
+    """
     majors = [
         int(name.rsplit("_", 1)[1])
         for name in vars(pg_features.DatabaseFeatures)
         if re.fullmatch(r"is_postgresql_\d+", name)
     ]
-    floor = pg_features.DatabaseFeatures.minimum_database_version
-    return (max(majors),) if majors else tuple(floor)
+    return (max([*majors, oldest_supported_postgresql()[0]]),)
+
+
+def oldest_supported_postgresql() -> tuple[int, ...]:
+    """Return the oldest PostgreSQL version the installed Django runs on."""
+    return tuple(pg_features.DatabaseFeatures.minimum_database_version)
 
 
 def offline_connection(
@@ -84,6 +96,7 @@ def offline_connection(
     """
     if vendor == "postgresql":
         version = tuple(server_version) if server_version else newest_known_postgresql()
+        _check_supported(version)
         return OfflinePostgresWrapper(
             _settings_dict("django.db.backends.postgresql"), alias, version
         )
@@ -92,6 +105,23 @@ def offline_connection(
 
         return SQLiteWrapper(_settings_dict("django.db.backends.sqlite3"), alias)
     raise RolloutError(f"offline SQL is not available for the {vendor!r} database vendor")
+
+
+def _check_supported(version: tuple[int, ...]) -> None:
+    """Refuse a pin the installed Django would refuse to connect to.
+
+    Django's SQL for such a server is not what it would run there (it assumes the
+    features of its oldest supported release), and Django never runs it anyway:
+    ``check_database_version_supported()`` stops at the first connection.
+    """
+    floor = oldest_supported_postgresql()
+    if (tuple(version) + (0,))[:2] < (floor + (0,))[:2]:
+        import django
+
+        raise ConfigurationError(
+            f"server_version {'.'.join(map(str, version))}: Django {django.get_version()} "
+            f"supports PostgreSQL {'.'.join(map(str, floor))} or later"
+        )
 
 
 def _settings_dict(engine: str) -> dict[str, Any]:

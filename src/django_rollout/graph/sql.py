@@ -30,6 +30,7 @@ from django_rollout.graph.offline import (
     OfflinePostgresSchemaEditor,
     newest_known_postgresql,
     offline_connection,
+    oldest_supported_postgresql,
 )
 
 __all__ = [
@@ -38,6 +39,7 @@ __all__ = [
     "collect_migration_sql",
     "newest_known_postgresql",
     "offline_connection",
+    "oldest_supported_postgresql",
 ]
 
 
