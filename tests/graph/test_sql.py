@@ -50,7 +50,7 @@ from django_rollout.graph.sql import (  # noqa: E402
 )
 
 LIVE_ALIAS = "rollout_sql_live"
-PG = {"host": "127.0.0.1", "port": 5432, "user": "postgres", "dbname": "test"}
+PG: dict[str, Any] = {"host": "127.0.0.1", "port": 5432, "user": "postgres", "dbname": "test"}
 
 Ops = list[Any]
 
