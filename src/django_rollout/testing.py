@@ -35,9 +35,15 @@ def ensure_settings() -> None:
 
     if not settings.configured:
         settings.configure(
-            INSTALLED_APPS=["django.contrib.contenttypes", "django.contrib.auth"],
+            INSTALLED_APPS=[
+                "django.contrib.contenttypes",
+                "django.contrib.auth",
+                "django.contrib.postgres",
+            ],
             DATABASES={},
             USE_TZ=True,
+            TIME_ZONE="UTC",
+            DEFAULT_AUTO_FIELD="django.db.models.BigAutoField",
         )
     if not apps.ready:
         django.setup()

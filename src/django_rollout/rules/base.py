@@ -86,6 +86,10 @@ class Rule:
     ) -> Finding:
         """Build a finding, filling ``message``, ``help`` and the recipe with names."""
         filled: dict[str, Any] = ctx.names(**names) if ctx is not None else dict(names)
+        if ctx is None:
+            # Graph-level findings name their migration directly; messages may use it too.
+            filled.setdefault("app_label", app_label or "")
+            filled.setdefault("migration", migration or "")
         operation_index = None
         operation = None
         if ctx is not None:
