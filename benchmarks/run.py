@@ -261,6 +261,10 @@ def bench(project: Project, args: argparse.Namespace) -> dict[str, Any]:
         res["linter_lower_bound"] = lint.samples[0].timed_out
 
     if args.profile:
+        split = run_once([py, str(HERE / "split.py"), project.settings], project)
+        _require("split", split, {0})
+        res["split"] = json.loads(split.stdout.strip().splitlines()[-1])
+        print(f"  unprofiled split: {res['split']}", file=sys.stderr)
         res["profile"] = profile(project, check_cmd[1:], "default run")
         if args.sql:
             res["profile_sql"] = profile(project, [*check_cmd[1:], "--sql"], "--sql run")
