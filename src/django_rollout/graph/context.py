@@ -132,6 +132,16 @@ class Lineage:
             names[operation.old_name] = None
 
 
+@dataclass(frozen=True)
+class DataStep:
+    """A data operation (RunPython or RunSQL) already walked, deployed or in the unit."""
+
+    app_label: str
+    migration: str
+    operation: Operation
+    deployed: bool
+
+
 @dataclass
 class Unit:
     """The deploy unit being judged, and the facts about S0 that rules may read."""
@@ -143,6 +153,9 @@ class Unit:
     server_version: tuple[int, ...]
     row_counts: Mapping[str, int] | None = None
     real_apps: frozenset[str] = frozenset()
+    # Every RunPython/RunSQL walked before the current operation, oldest first: lets a rule
+    # see that a column was backfilled by an earlier migration, deployed or not.
+    history: Sequence[DataStep] = ()
 
     def rows(self, db_table: str) -> int | None:
         """Return the row count S0 reported for a table, or None when S0 has no counts."""

@@ -16,6 +16,7 @@ from django.db.migrations.state import ProjectState
 from django_rollout.conf import Config
 from django_rollout.findings import Finding
 from django_rollout.graph.context import (
+    DataStep,
     Lineage,
     MigrationContext,
     MigrationKey,
@@ -54,6 +55,7 @@ class Walker:
         self.judged = judged
         self.state = ProjectState(real_apps=set(settings.real_apps))
         self.contexts: list[MigrationContext] = []
+        self.history: list[DataStep] = []
         self._op_rules = [r for r in rules if _overrides(r, "check_operation")]
         self._migration_rules = [r for r in rules if _overrides(r, "check_migration")]
 
@@ -67,12 +69,23 @@ class Walker:
             server_version=s.server_version,
             row_counts=s.row_counts,
             real_apps=s.real_apps,
+            history=self.history,
         )
+
+    def _remember(
+        self, migration: migrations.Migration, operation: Operation, deployed: bool
+    ) -> None:
+        if isinstance(operation, migrations.RunPython | migrations.RunSQL):
+            self.history.append(DataStep(migration.app_label, migration.name, operation, deployed))
+        elif isinstance(operation, migrations.SeparateDatabaseAndState):
+            for inner in operation.database_operations:
+                self._remember(migration, inner, deployed)
 
     def apply(self, migration: migrations.Migration) -> None:
         """Apply a migration's state changes without judging it (it is in S0)."""
         for operation in migration.operations:
             operation.state_forwards(migration.app_label, self.state)
+            self._remember(migration, operation, deployed=True)
 
     def each_on_its_own(self, plan: Iterable[migrations.Migration]) -> list[Finding]:
         """Judge every migration against the state just before it (the default S0)."""
@@ -109,6 +122,7 @@ class Walker:
                 if report:
                     for rule in self._op_rules:
                         findings.extend(rule.check_operation(ctx))
+            self._remember(migration, operation, deployed=False)
         if report:
             mctx = MigrationContext(migration.app_label, migration, contexts, unit)
             self.contexts.append(mctx)
@@ -185,6 +199,7 @@ class Walker:
                 server_version=unit.server_version,
                 row_counts=unit.row_counts,
                 real_apps=unit.real_apps,
+                history=unit.history,
             )
             for i, inner in enumerate(operation.database_operations):
                 here = (*nesting, ("database_operations", i))
