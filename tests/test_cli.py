@@ -435,3 +435,43 @@ def test_unused_migration_suppression_is_reported(tmp_path: Path) -> None:
     assert [(f["migration"], f["path"]) for f in unused] == [
         ("0003_item_stock", "inventory/migrations/0003_item_stock.py")
     ]
+
+
+@pytest.mark.parametrize("extra", [(), ("--sql",)], ids=["rules", "sql"])
+def test_server_version_older_than_django_supports_is_one_line(
+    tmp_path: Path, extra: tuple[str, ...]
+) -> None:
+    import django
+    from django.db.backends.postgresql.features import DatabaseFeatures
+
+    floor = DatabaseFeatures.minimum_database_version[0]
+    # Django 6.0 dropped PostgreSQL 14.
+    assert floor == (14 if django.VERSION < (6, 0) else 15)
+    # A PostgreSQL project that is never connected to: the check is offline.
+    offline = {"ENGINE": "django.db.backends.postgresql", "NAME": "x", "HOST": "0.0.0.0", "PORT": 1}
+    project = inventory(tmp_path, offline)
+    assert project.check("--server-version", str(floor), *extra).status == 1
+    result = project.check("--server-version", f"{floor - 1}.9", *extra)
+    assert result.status == 2, result.stdout
+    assert (
+        f"server_version {floor - 1}.9: Django {django.get_version()} supports PostgreSQL"
+        f" {floor} or later"
+    ) in result.stderr
+    assert "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_several_leaf_nodes_are_a_finding_not_a_crash(tmp_path: Path) -> None:
+    project = inventory(tmp_path)
+    project.write(
+        "inventory/migrations/0003_item_colour.py",
+        migration(
+            'migrations.AddField("item", "colour", models.CharField(max_length=20, null=True)),',
+            '[("inventory", "0002_item_weight")]',
+        ),
+    )
+    result = project.check("--format", "json")
+    assert result.status == 1, result.stderr
+    m404 = [f for f in result.json()["findings"] if f["rule"] == "M404"]
+    assert len(m404) == 1
+    assert "0003_item_colour" in m404[0]["message"] and "0003_item_stock" in m404[0]["message"]
