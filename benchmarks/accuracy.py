@@ -49,9 +49,8 @@ def main() -> int:
         ok = want == have
         exact += ok
         verdict = "exact" if ok else f"missing {sorted(want - have)} extra {sorted(have - want)}"
-        print(
-            f"| {key[0]}.{key[1]} | {', '.join(sorted(want))} | {', '.join(sorted(have))} | {verdict} |"
-        )
+        row = (f"{key[0]}.{key[1]}", ", ".join(sorted(want)), ", ".join(sorted(have)), verdict)
+        print("| " + " | ".join(row) + " |")
     quiet = 0
     for s in manifest["safe"]:
         key = (s["app_label"], s["migration"])
