@@ -159,3 +159,44 @@ def test_ignores_state_only_constraint(django_settings: None) -> None:
 
 def test_ignores_sqlite_which_cannot_split_validation(django_settings: None) -> None:
     assert l302(FIRES["CheckConstraint"], vendor="sqlite", server_version=(3, 45, 1)) == []
+
+
+def _rename_before(related_name: str) -> list[Any]:
+    return [
+        migrations.CreateModel("Revision0", [("id", models.BigAutoField(primary_key=True))]),
+        migrations.CreateModel(
+            "Page",
+            [
+                ("id", models.BigAutoField(primary_key=True)),
+                (
+                    "live",
+                    models.ForeignKey(
+                        "Revision0", models.SET_NULL, null=True, related_name=related_name
+                    ),
+                ),
+            ],
+        ),
+    ]
+
+
+def test_flags_rename_model_revalidating_a_foreign_key(django_settings: None) -> None:
+    findings = judge(
+        [migrations.RenameModel("Revision0", "Revision")], _rename_before("pages"), rules=LOCKS
+    )
+    assert [f.rule for f in findings if f.rule == "L302"] == ["L302"]
+    assert "`shop_page`" in next(f.message for f in findings if f.rule == "L302")
+
+
+@pytest.mark.parametrize("related_name", ["+", "page_live+"])
+def test_ignores_rename_model_with_hidden_foreign_key(
+    related_name: str, django_settings: None
+) -> None:
+    """RenameModel leaves foreign keys with a hidden reverse side alone (Django walks
+    ``_meta.related_objects``): nothing on the referencing table is locked or validated."""
+    findings = judge(
+        [migrations.RenameModel("Revision0", "Revision")],
+        _rename_before(related_name),
+        rules=LOCKS,
+    )
+    assert {f.rule for f in findings} <= {"L306"}
+    assert all("shop_page" not in f.message for f in findings)

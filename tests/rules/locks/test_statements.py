@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any
 
 import pytest
@@ -196,9 +197,9 @@ class _Recorder(Rule):
         return []
 
 
-def mapped(operations: list[Any]) -> set[tuple[str, str, bool]]:
+def mapped(operations: list[Any], before: list[Any] = BEFORE) -> set[tuple[str, str, bool]]:
     _Recorder.steps = []
-    judge(operations, BEFORE, rules=[_Recorder])
+    judge(operations, before, rules=[_Recorder])
     # The inline foreign key of a column that is NULL everywhere is the same statement.
     return {
         (
@@ -210,21 +211,25 @@ def mapped(operations: list[Any]) -> set[tuple[str, str, bool]]:
     }
 
 
-def emitted(operations: list[Any]) -> set[tuple[str, str, bool]]:
+def emitted_actions(operations: list[Any], before: list[Any] = BEFORE) -> list[Any]:
     from django_rollout.graph.runsql import parse_sql
     from django_rollout.graph.sql import collect_migration_sql
 
     state = ProjectState()
-    for op in BEFORE:
+    for op in before:
         op.state_forwards("shop", state)
     collected = collect_migration_sql(make_migration("shop", "0002", operations), state)
     assert collected.error is None
-    return {
+    return [
         (action.kind.name, action.table, statement.deferred)
         for statement in collected.statements
         for action in parse_sql(statement.sql)
         if action.kind is not K.OTHER and action.table is not None
-    }
+    ]
+
+
+def emitted(operations: list[Any], before: list[Any] = BEFORE) -> set[tuple[str, str, bool]]:
+    return set(emitted_actions(operations, before))
 
 
 @pytest.mark.parametrize("label", sorted(CASES))
@@ -245,3 +250,82 @@ def test_on_delete_moved_to_the_database_rebuilds_the_constraint(django_settings
 
 def test_on_delete_in_python_only_emits_nothing(django_settings: None) -> None:
     assert emitted(CASES["fk on_delete only"]) == set() == mapped(CASES["fk on_delete only"])
+
+
+# RenameModel alters what the old model's ``related_objects`` lists: foreign keys whose reverse
+# side is hidden (``related_name="+"``) are left out, hidden many-to-many fields are kept.
+RENAME_BEFORE = [
+    migrations.CreateModel(
+        "Revision0",
+        [
+            ("id", models.AutoField(primary_key=True)),
+            ("parent", models.ForeignKey("shop.Revision0", models.CASCADE, null=True)),
+            (
+                "hidden_parent",
+                models.ForeignKey("self", models.CASCADE, null=True, related_name="+"),
+            ),
+            ("peers", models.ManyToManyField("self", symmetrical=False)),
+            ("cats", models.ManyToManyField("shop.Category")),
+        ],
+    ),
+    migrations.CreateModel(
+        "Category",
+        [("id", models.AutoField(primary_key=True))],
+        options={"db_table": "category"},
+    ),
+    migrations.CreateModel(
+        "Page",
+        [
+            ("id", models.AutoField(primary_key=True)),
+            ("latest", models.ForeignKey("shop.Revision0", models.SET_NULL, null=True)),
+            ("cat", models.ForeignKey("shop.Category", models.SET_NULL, null=True)),
+            ("revisions", models.ManyToManyField("shop.Revision0", related_name="+")),
+        ],
+    ),
+    # Only hidden foreign keys point from this table to Revision0.
+    migrations.CreateModel(
+        "Site",
+        [
+            ("id", models.AutoField(primary_key=True)),
+            (
+                "live",
+                models.ForeignKey("shop.Revision0", models.SET_NULL, null=True, related_name="+"),
+            ),
+            (
+                "first",
+                models.OneToOneField(
+                    "shop.Revision0", models.SET_NULL, null=True, related_name="site_first+"
+                ),
+            ),
+            ("cats", models.ManyToManyField("shop.Category", db_table="site_categories")),
+        ],
+    ),
+]
+
+RENAME_CASES: dict[str, list[Any]] = {
+    "rename model": [migrations.RenameModel("Revision0", "Revision")],
+    "rename model with a fixed db_table": [migrations.RenameModel("Category", "Kind")],
+    "rename model referenced by hidden keys only": [migrations.RenameModel("Page", "WebPage")],
+    "alter model table": [migrations.AlterModelTable("Revision0", "revisions")],
+}
+
+
+def mapped_counts(operations: list[Any]) -> Counter[tuple[str, str, bool]]:
+    mapped(operations, RENAME_BEFORE)
+    return Counter((s.kind.name, s.table, s.deferred) for s in _Recorder.steps)
+
+
+@pytest.mark.parametrize("label", sorted(RENAME_CASES))
+def test_rename_mapping_matches_the_sql_django_emits(label: str, django_settings: None) -> None:
+    operations = RENAME_CASES[label]
+    assert mapped_counts(operations) == Counter(emitted_actions(operations, RENAME_BEFORE))
+
+
+def test_rename_model_leaves_hidden_foreign_keys_alone(django_settings: None) -> None:
+    operations = RENAME_CASES["rename model"]
+    steps = mapped_counts(operations)
+    assert ("ADD_FOREIGN_KEY", "shop_page", False) in steps  # a normal foreign key
+    assert ("ADD_FOREIGN_KEY", "shop_revision", False) in steps  # a normal self reference
+    assert steps[("ADD_FOREIGN_KEY", "shop_revision", False)] == 1  # not the hidden one
+    assert ("ADD_FOREIGN_KEY", "shop_page_revisions", False) in steps  # hidden M2M is altered
+    assert not any(table == "shop_site" for _, table, _ in steps)  # hidden FK and O2O

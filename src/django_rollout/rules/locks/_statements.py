@@ -19,7 +19,7 @@ from django.db import migrations, models
 
 from django_rollout.findings import Severity
 from django_rollout.graph.context import OperationContext, Unit
-from django_rollout.graph.model import ModelView, column_name, has_db_default
+from django_rollout.graph.model import ModelKey, ModelView, column_name, has_db_default
 from django_rollout.graph.runsql import SqlAction, parse_sql_safe
 from django_rollout.rules.locks._columns import (
     db_check,
@@ -462,41 +462,97 @@ def _rename_field(b: _Builder, op: migrations.RenameField) -> None:
         b.add(K.RENAME_COLUMN, [before, after])
 
 
+def _hidden(field: models.Field[Any, Any]) -> bool:
+    """Return True for a relation whose reverse side is hidden (``related_name`` ending in
+    ``+``). ``Options.related_objects`` leaves such foreign keys out, so RenameModel never
+    alters them; it keeps hidden many-to-many relations."""
+    related_name = getattr(field.remote_field, "related_name", None) or ""
+    return related_name.endswith("+") and not field.many_to_many
+
+
+def _auto_through(field: models.Field[Any, Any], owner: ModelView, name: str) -> str | None:
+    """Return the table of the auto-created through model of field ``name``, or None."""
+    if not field.many_to_many or getattr(field.remote_field, "through", None) is not None:
+        return None
+    return getattr(field, "db_table", None) or f"{owner.db_table}_{name}"
+
+
+def _points_to(field: models.Field[Any, Any], owner: ModelView, target: ModelKey) -> bool:
+    remote = getattr(field, "remote_field", None)
+    if remote is not None and remote.model == "self":
+        return owner.key == target
+    return field_target(field, owner.app_label) == target
+
+
 def _rename_table(b: _Builder, op: Any) -> None:
+    """Mirror ``RenameModel``/``AlterModelTable.database_forwards``: rename the table, rename
+    the auto-created M2M tables named after it, and (RenameModel) alter every relation Django
+    finds in the old model's ``related_objects`` plus the model's own M2M fields."""
     before = b.ctx.before
-    if before is None or before.db_table == b.table:
+    if before is None:
         return
-    b.add(K.RENAME_TABLE, (), table=before.db_table)
-    if not isinstance(op, migrations.RenameModel):
+    moved = before.db_table != b.table
+    if moved:
+        b.add(K.RENAME_TABLE, (), table=before.db_table)
+    renamed = isinstance(op, migrations.RenameModel)
+    for name, field in b.model.fields.items():
+        old_field = before.fields.get(name)
+        through = _auto_through(field, b.model, name)
+        old_through = _auto_through(old_field, before, name) if old_field is not None else None
+        if through is None or old_through is None:
+            continue
+        if old_through != through:
+            b.add(K.RENAME_TABLE, (), table=old_through)
+        if renamed and not _points_to(field, b.model, b.model.key):
+            # The through table's column to this model is named after it: renamed, and its
+            # constraint rebuilt. (Self-referential M2M fields are altered below, as Django
+            # does through related_objects.)
+            _repoint(b, through, b.hot, (f"{op.old_name_lower}_id", f"{op.new_name_lower}_id"))
+    if not renamed:
         return
-    # Django re-points every foreign key to the renamed model: it drops each constraint and
-    # adds it back, validated, on the referencing table.
     target = b.model.key
     for key in list(b.unit.state.models):
-        other = b.unit.model_now(key)
-        if other is None or not other.has_table or key == target:
+        other = b.model if key == target else b.unit.model_now(key)
+        if other is None or not other.has_table:
             continue
+        hot = b.hot if key == target else b.unit.in_s0(key)
         for name, field in other.fields.items():
-            if has_fk_constraint(field) and field_target(field, key[0]) == target:
-                hot = b.unit.in_s0(key)
-                rows = b.unit.rows(other.db_table) if hot else None
+            if not _points_to(field, other, target) or _hidden(field):
+                continue
+            through = _auto_through(field, other, name)
+            if through is not None:
+                old, new = op.old_name_lower, op.new_name_lower
+                pairs = [(f"{old}_id", f"{new}_id")]
+                if key == target:
+                    pairs = [(f"to_{old}_id", f"to_{new}_id"), (f"from_{old}_id", f"from_{new}_id")]
+                for pair in pairs:
+                    _repoint(b, through, hot, pair)
+            elif has_fk_constraint(field) and moved:
+                # Django drops the constraint and adds it back, validated, on the referencing
+                # table; a model whose db_table stays put keeps its constraints.
                 column = column_name(name, field)
-                common = {"table": other.db_table, "hot": hot, "rows": rows}
-                b.add(
-                    K.DROP_CONSTRAINT,
-                    [column],
-                    referenced_table=b.table,
-                    referenced_hot=b.hot,
-                    detail="foreign key",
-                    **common,
-                )
-                b.add(
-                    K.ADD_FOREIGN_KEY,
-                    [column],
-                    referenced_table=b.table,
-                    referenced_hot=b.hot,
-                    **common,
-                )
+                table = other.db_table
+                _repoint(b, table, hot, (column, column))
+
+
+def _repoint(b: _Builder, table: str, hot: bool, columns: tuple[str | None, str | None]) -> None:
+    """Drop a foreign key to the renamed model, rename its column if the name changes, and add
+    the constraint back (validated)."""
+    old, new = columns
+    common = {
+        "table": table,
+        "hot": hot,
+        "rows": b.unit.rows(table) if hot else None,
+        "referenced_table": b.table,
+        "referenced_hot": b.hot,
+    }
+    b.add(K.DROP_CONSTRAINT, [old], detail="foreign key", **common)
+    if old != new:
+        common.pop("referenced_table")
+        common.pop("referenced_hot")
+        b.add(K.RENAME_COLUMN, [old, new], **common)
+        common |= {"referenced_table": b.table, "referenced_hot": b.hot}
+    b.add(K.ADD_FOREIGN_KEY, [new], **common)
 
 
 _HANDLERS: dict[type[Any], Any] = {
