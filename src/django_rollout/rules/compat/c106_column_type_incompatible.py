@@ -9,6 +9,7 @@ from typing import Any
 from django.db import migrations, models
 from django.db.backends.base.base import BaseDatabaseWrapper
 
+from django_rollout.errors import ConfigurationError
 from django_rollout.findings import Finding, Severity
 from django_rollout.graph.context import OperationContext, Unit
 from django_rollout.graph.model import ModelView, column_name
@@ -57,6 +58,8 @@ def _cached_connection(vendor: str, version: tuple[int, ...]) -> BaseDatabaseWra
         from django_rollout.graph.sql import offline_connection
 
         return offline_connection(vendor, version or None)
+    except ConfigurationError:
+        raise  # a server version the installed Django refuses: not a gap in the facts
     except Exception:  # noqa: BLE001 - a vendor without an offline wrapper: no type facts
         return None
 

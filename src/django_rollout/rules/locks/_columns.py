@@ -14,6 +14,7 @@ from django.db import models
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.backends.base.schema import BaseDatabaseSchemaEditor
 
+from django_rollout.errors import ConfigurationError
 from django_rollout.graph.context import Unit
 from django_rollout.graph.model import ModelKey, column_name, has_db_default
 from django_rollout.graph.runsql import parse_sql_safe
@@ -32,6 +33,8 @@ def _connection(vendor: str, server_version: tuple[int, ...]) -> BaseDatabaseWra
 
     try:
         return offline_connection(vendor, server_version or None)
+    except ConfigurationError:
+        raise  # a server version the installed Django refuses: not a gap in the facts
     except Exception:  # noqa: BLE001 - no offline connection: types stay unknown
         return None
 
