@@ -36,6 +36,58 @@ def update_filtered_queryset(apps: Any, schema_editor: Any) -> None:
     upper.update(email=Lower("email"))
 
 
+def update_via_all(apps: Any, schema_editor: Any) -> None:
+    Customer = apps.get_model("shop", "Customer")
+    Customer.objects.all().update(code=None)
+
+
+def delete_all(apps: Any, schema_editor: Any) -> None:
+    Customer = apps.get_model("shop", "Customer")
+    customers = Customer.objects.filter()  # no lookup: every row
+    customers.delete()
+
+
+def filtered_update_per_row(apps: Any, schema_editor: Any) -> None:
+    Customer = apps.get_model("shop", "Customer")
+    for customer in Customer.objects.all():
+        Customer.objects.filter(email=customer.email.upper()).update(code=customer.code)
+
+
+def filtered_update_until_done(apps: Any, schema_editor: Any) -> None:
+    Customer = apps.get_model("shop", "Customer")
+    while Customer.objects.filter(code__isnull=True).exists():
+        Customer.objects.filter(code__isnull=True, email__startswith="a").update(code="a")
+
+
+def exclude_update(apps: Any, schema_editor: Any) -> None:
+    Customer = apps.get_model("shop", "Customer")
+    Customer.objects.exclude(code__isnull=True).update(code=Lower("code"))
+
+
+def q_filter_delete(apps: Any, schema_editor: Any) -> None:
+    Customer = apps.get_model("shop", "Customer")
+    Customer.objects.filter(models.Q(code="") | models.Q(email="")).delete()
+
+
+def get_then_delete(apps: Any, schema_editor: Any) -> None:
+    Customer = apps.get_model("shop", "Customer")
+    welcome = Customer.objects.get(email="welcome@example.com")
+    welcome.delete()
+
+
+def save_each_filtered(apps: Any, schema_editor: Any) -> None:
+    Customer = apps.get_model("shop", "Customer")
+    for customer in Customer.objects.filter(code__isnull=True):
+        customer.code = customer.email[:12]
+        customer.save()
+
+
+def rename_values(apps: Any, schema_editor: Any) -> None:
+    Customer = apps.get_model("shop", "Customer")
+    for old, new in [("edit", "change"), ("remove", "delete")]:
+        Customer.objects.filter(code=old).update(code=new)
+
+
 def save_each(apps: Any, schema_editor: Any) -> None:
     Customer = apps.get_model("shop", "Customer")
     for customer in Customer.objects.all():
@@ -85,7 +137,9 @@ def run(code: Any) -> migrations.RunPython:
     return migrations.RunPython(code, migrations.RunPython.noop)
 
 
-@pytest.mark.parametrize("code", [update_all, update_filtered_queryset, save_each, bulk_update_all])
+@pytest.mark.parametrize(
+    "code", [update_all, update_via_all, delete_all, save_each, bulk_update_all]
+)
 @pytest.mark.parametrize("atomic", [True, False])
 def test_flags_whole_table_update(code: Any, atomic: bool, django_settings: None) -> None:
     found = l305([run(code)], atomic=atomic)
@@ -98,8 +152,43 @@ def test_flags_batches_that_all_commit_together(django_settings: None) -> None:
     assert "commit together" in finding.message
 
 
-def test_ignores_batches_in_a_non_atomic_migration(django_settings: None) -> None:
-    assert l305([run(batched)], atomic=False) == []
+@pytest.mark.parametrize("code", [filtered_update_per_row, filtered_update_until_done])
+def test_flags_filtered_writes_in_a_loop_that_walks_the_table(
+    code: Any, django_settings: None
+) -> None:
+    (finding,) = l305([run(code)], atomic=True)
+    assert "commit together" in finding.message
+
+
+@pytest.mark.parametrize("code", [batched, filtered_update_per_row, filtered_update_until_done])
+def test_ignores_batches_in_a_non_atomic_migration(code: Any, django_settings: None) -> None:
+    assert l305([run(code)], atomic=False) == []
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        update_filtered_queryset,
+        exclude_update,
+        q_filter_delete,
+        get_then_delete,
+        save_each_filtered,
+        rename_values,
+    ],
+)
+@pytest.mark.parametrize("atomic", [True, False])
+def test_ignores_filtered_writes(code: Any, atomic: bool, django_settings: None) -> None:
+    """A lookup narrows a write to the rows that match, as a WHERE does in RunSQL."""
+    assert [f.rule for f in judge([run(code)], BEFORE, rules=LOCKS, atomic=atomic)] == []
+
+
+def test_flags_filtered_write_after_ddl(django_settings: None) -> None:
+    operations = [
+        migrations.AddField("customer", "flag", models.BooleanField(null=True)),
+        run(update_filtered_queryset),
+    ]
+    (finding,) = l305(operations)
+    assert "ACCESS EXCLUSIVE on `shop_customer`" in finding.message
 
 
 @pytest.mark.parametrize("code", [one_row, insert_only, read_only])

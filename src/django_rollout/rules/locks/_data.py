@@ -2,7 +2,10 @@
 
 The code is read, never run. A queryset is followed from its model (``apps.get_model`` or
 an imported model class) through the names it is assigned to; a write is whole-table when
-it is not narrowed to one row (``pk=``/``id=``) or to a slice (a batch).
+nothing narrows it: no ``filter()``/``exclude()`` with a lookup, no ``get()``, no slice (the
+same as ``RunSQL``, where any ``WHERE`` narrows). Writes narrowed to single rows or slices
+inside a loop are batches; filtered writes are batches only inside a loop that walks a whole
+table (a ``while`` loop, or a ``for`` over an unfiltered queryset).
 """
 
 from __future__ import annotations
@@ -26,6 +29,14 @@ _OBJECT_WRITES = frozenset({"save", "delete"})
 _MANAGER_WRITES = frozenset({"bulk_update", "update_or_create"})
 _COMPREHENSIONS = (ast.ListComp, ast.SetComp, ast.GeneratorExp, ast.DictComp)
 _ONE_ROW = frozenset({"pk", "id", "pk__in", "id__in"})
+# Calls that return one object: a write through it changes that row only.
+_ONE_OBJECT = frozenset({"get", "first", "last", "earliest", "latest", "create"})
+_FILTERS = frozenset({"filter", "exclude"})
+# How a queryset is narrowed: to single rows or a slice (how a batch loop walks a table), or
+# by a filter (the rows that match). None: not at all, every row.
+BATCH, FILTER = "batch", "filter"
+# What a loop iterates, besides a narrowing of a queryset: not a queryset, or ``while``.
+OTHER, WHILE = "other", "while"
 
 
 @dataclass
@@ -61,19 +72,22 @@ def _root(node: ast.AST) -> str | None:
     return last.id if isinstance(last, ast.Name) else None
 
 
-def _narrowed(node: ast.AST) -> bool:
-    """Return True if a queryset chain is sliced or filtered down to single rows."""
+def _narrowing(node: ast.AST) -> str | None:
+    """Return how a queryset chain is narrowed: ``BATCH`` when sliced or filtered down to
+    single rows by primary key, ``FILTER`` when filtered by any lookup or reduced to one
+    object, None when it covers every row."""
+    found: str | None = None
     for part in _chain(node):
         if isinstance(part, ast.Subscript) and isinstance(part.slice, ast.Slice):
-            return True
-        if (
-            isinstance(part, ast.Call)
-            and isinstance(part.func, ast.Attribute)
-            and part.func.attr in ("filter", "get")
-            and any(kw.arg in _ONE_ROW for kw in part.keywords)
-        ):
-            return True
-    return False
+            return BATCH
+        if not (isinstance(part, ast.Call) and isinstance(part.func, ast.Attribute)):
+            continue
+        attr = part.func.attr
+        if attr in ("filter", "get") and any(kw.arg in _ONE_ROW for kw in part.keywords):
+            return BATCH
+        if (attr in _FILTERS and (part.args or part.keywords)) or attr in _ONE_OBJECT:
+            found = FILTER
+    return found
 
 
 class _Reader(ast.NodeVisitor):
@@ -81,8 +95,10 @@ class _Reader(ast.NodeVisitor):
         self.ctx = ctx
         self.unit = ctx.unit
         self.models: dict[str, ModelKey] = {}  # names bound to a model class
-        self.querysets: dict[str, tuple[str, bool]] = {}  # name -> (model name, narrowed)
-        self.loops: list[tuple[str | None, bool]] = []  # (model name iterated, narrowed)
+        # name -> (model name, narrowing)
+        self.querysets: dict[str, tuple[str, str | None]] = {}
+        # (model name iterated, its narrowing), or (None, OTHER/WHILE)
+        self.loops: list[tuple[str | None, str | None]] = []
         self.result = DataPass()
 
     # names --------------------------------------------------------------------------------
@@ -106,10 +122,16 @@ class _Reader(ast.NodeVisitor):
                 return key
         return matches[0] if matches else None
 
-    def _qs_narrowed(self, node: ast.AST) -> bool:
+    def _qs_narrowing(self, node: ast.AST) -> str | None:
         root = _root(node)
-        inherited = self.querysets.get(root or "", ("", False))[1]
-        return inherited or _narrowed(node)
+        kinds = {self.querysets.get(root or "", ("", None))[1], _narrowing(node)}
+        return BATCH if BATCH in kinds else FILTER if FILTER in kinds else None
+
+    @staticmethod
+    def _walks_table(loops: list[tuple[str | None, str | None]]) -> bool:
+        """Return True if one of ``loops`` walks a whole table: a filtered write per
+        iteration then adds up to every row."""
+        return any(kind is None or kind == WHILE for _, kind in loops)
 
     def visit_Assign(self, node: ast.Assign) -> None:
         value = node.value
@@ -120,8 +142,8 @@ class _Reader(ast.NodeVisitor):
             if key is not None:
                 self.models[target.id] = key
             elif (root := _root(value)) is not None and self._model_of(root) is not None:
-                model_name = self.querysets.get(root, (root, False))[0]
-                self.querysets[target.id] = (model_name, self._qs_narrowed(value))
+                model_name = self.querysets.get(root, (root, None))[0]
+                self.querysets[target.id] = (model_name, self._qs_narrowing(value))
         self.generic_visit(node)
 
     def _get_model(self, node: ast.AST) -> ModelKey | None:
@@ -154,7 +176,7 @@ class _Reader(ast.NodeVisitor):
     def visit_For(self, node: ast.For) -> None:
         root = _root(node.iter)
         key = self._model_of(root)
-        self.loops.append((root if key else None, self._qs_narrowed(node.iter) if key else True))
+        self.loops.append((root, self._qs_narrowing(node.iter)) if key else (None, OTHER))
         self._touch(key, write=False)
         self.generic_visit(node)
         self.loops.pop()
@@ -167,12 +189,12 @@ class _Reader(ast.NodeVisitor):
                     key = self._model_of(_root(generator.iter))
                     if key is not None:
                         self._touch(key, write=False)
-                        if not self._qs_narrowed(generator.iter):
+                        if self._qs_narrowing(generator.iter) is None:
                             return True
         return False
 
     def visit_While(self, node: ast.While) -> None:
-        self.loops.append((None, True))
+        self.loops.append((None, WHILE))
         self.generic_visit(node)
         self.loops.pop()
 
@@ -186,26 +208,26 @@ class _Reader(ast.NodeVisitor):
                 self._touch(key, write=False)
                 if func.attr in _QUERYSET_WRITES | _MANAGER_WRITES:
                     self._touch(key, write=True)
-                    narrowed = self._qs_narrowed(func.value)
+                    kind = self._qs_narrowing(func.value)
                     if func.attr in _MANAGER_WRITES:
                         # As whole as the loop or comprehension that feeds it.
-                        narrowed = not self._iterates_whole(node) and (
-                            not in_loop or all(n for _, n in self.loops)
-                        )
-                    if narrowed and in_loop:
-                        self.result.batched = True
-                    elif not narrowed:
+                        whole = self._iterates_whole(node) or any(k is None for _, k in self.loops)
+                        kind = None if whole else BATCH
+                    if kind is None:
                         self.result.whole_table = True
+                    elif in_loop and (kind == BATCH or self._walks_table(self.loops)):
+                        self.result.batched = True
             elif func.attr in _OBJECT_WRITES and in_loop:
                 # obj.save() inside a loop over a queryset: the loop decides.
-                loop_root, narrowed = self.loops[-1]
+                loop_root, kind = self.loops[-1]
                 loop_key = self._model_of(loop_root)
                 if loop_key is not None:
                     self._touch(loop_key, write=True)
-                    if narrowed or len(self.loops) > 1:
-                        self.result.batched = True
-                    else:
+                    outer = self.loops[:-1]
+                    if kind is None and not outer:
                         self.result.whole_table = True
+                    elif kind != FILTER or self._walks_table(outer):
+                        self.result.batched = True
         self.generic_visit(node)
 
 

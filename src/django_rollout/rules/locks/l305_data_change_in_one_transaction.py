@@ -38,13 +38,15 @@ class DataChangeInOneTransaction(Rule):
     What it does
     ------------
     Flags, on tables in S0: a ``RunPython`` in an atomic migration that updates or deletes
-    over a whole table (a queryset ``update()``/``delete()`` not narrowed to one row, a loop
-    of ``save()`` over a queryset, batches that all commit together); the same in a
-    non-atomic migration when one statement covers the whole table; ``RunSQL`` ``UPDATE``
-    or ``DELETE`` without ``WHERE``; and any data pass (``RunPython``, ``RunSQL`` DML) that
-    follows, in the same atomic migration, a schema change whose lock blocks writes. Silent
-    for a non-atomic migration that updates in batches, for ``RunPython`` that only touches
-    tables created in the deploy unit, and for ``RunPython.noop``.
+    over a whole table (a queryset ``update()``/``delete()`` that no ``filter()``,
+    ``exclude()``, ``get()`` or slice narrows, a loop of ``save()`` over an unfiltered
+    queryset, batches or per-row writes in a loop over the table that all commit together);
+    the same in a non-atomic migration when one statement covers the whole table; ``RunSQL``
+    ``UPDATE`` or ``DELETE`` without ``WHERE``; and any data pass (``RunPython``, ``RunSQL``
+    DML) that follows, in the same atomic migration, a schema change whose lock blocks
+    writes. Silent for writes narrowed by a lookup (as by a ``WHERE``), for a non-atomic
+    migration that updates in batches, for ``RunPython`` that only touches tables created in
+    the deploy unit, and for ``RunPython.noop``.
 
     Why it breaks production
     ------------------------
