@@ -106,3 +106,20 @@ def test_leaves_data_passes_to_l305(django_settings: None) -> None:
 
     found = judge([ADD, migrations.RunPython(touch)], BEFORE, rules=LOCKS)
     assert {f.rule for f in found} >= {"L305"} and "L308" not in {f.rule for f in found}
+
+
+def test_names_the_lock_held_across_the_scan(django_settings: None) -> None:
+    """Making a foreign key required drops the constraint (ACCESS EXCLUSIVE on the referenced
+    table too) and then scans the referencing table: the message names the lock held across
+    the scan, the referenced table's."""
+    (finding,) = l308(
+        [
+            migrations.AlterField(
+                "product", "category", models.ForeignKey("Category", models.CASCADE)
+            )
+        ]
+    )
+    assert finding.message.startswith(
+        "`0002_change` takes ACCESS EXCLUSIVE on `shop_category` and holds it until COMMIT"
+    )
+    assert dict(finding.details)["held_table"] == "shop_category"

@@ -123,6 +123,7 @@ class LocksAccumulatedInTransaction(Rule):
         reasons: list[str] = []
         rows: list[int] = []
         first: _Timed | None = None
+        first_table: str | None = None
         for item in items:
             step, lock = item.lock.step, item.lock
             reason = _long(item)
@@ -137,7 +138,9 @@ class LocksAccumulatedInTransaction(Rule):
                 and holders
                 and (_long(item) is not None or all(h[0] != step.table for h in held))
             ):
-                first = first or holders[0][2]
+                if first is None:
+                    # Name the lock held across, not another lock of the same statement.
+                    first, first_table = holders[0][2], holders[0][0]
                 if reason not in reasons:
                     reasons.append(reason)
                     if step.rows is not None:
@@ -151,13 +154,13 @@ class LocksAccumulatedInTransaction(Rule):
                     held.append((table, item.ctx.index, item))
         if first is None or not reasons:
             return
-        held_tables = [h[0] for h in held if h[2] is first] or [first.lock.step.table]
+        table = first_table or first.lock.step.table
         size_rows = max(rows) if rows else first.lock.step.rows
         yield self.finding(
             first.ctx,
             severity=grade(mctx.unit, self.severity, size_rows),
-            table=held_tables[0],
+            table=table,
             later=", ".join(reasons),
             size=size_text(size_rows),
-            details=details(rows=size_rows, held_table=held_tables[0], later=tuple(reasons)),
+            details=details(rows=size_rows, held_table=table, later=tuple(reasons)),
         )
