@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 from django.db import migrations, models
+from django.db.models import F
 from django.db.models.functions import Lower
 
 from django_rollout.findings import Finding, Severity
@@ -168,8 +169,6 @@ def test_ignores_batches_in_a_non_atomic_migration(code: Any, django_settings: N
 @pytest.mark.parametrize(
     "code",
     [
-        update_filtered_queryset,
-        exclude_update,
         q_filter_delete,
         get_then_delete,
         save_each_filtered,
@@ -180,6 +179,28 @@ def test_ignores_batches_in_a_non_atomic_migration(code: Any, django_settings: N
 def test_ignores_filtered_writes(code: Any, atomic: bool, django_settings: None) -> None:
     """A lookup narrows a write to the rows that match, as a WHERE does in RunSQL."""
     assert [f.rule for f in judge([run(code)], BEFORE, rules=LOCKS, atomic=atomic)] == []
+
+
+def backfill_new_column(apps: Any, schema_editor: Any) -> None:
+    Customer = apps.get_model("shop", "Customer")
+    Customer.objects.filter(code="").update(code=F("email"))
+
+
+def backfill_nulls(apps: Any, schema_editor: Any) -> None:
+    Customer = apps.get_model("shop", "Customer")
+    pending = Customer.objects.filter(code__isnull=True)
+    pending.update(code="n/a")
+
+
+@pytest.mark.parametrize(
+    "code", [backfill_new_column, backfill_nulls, update_filtered_queryset, exclude_update]
+)
+def test_flags_backfill_whose_filter_selects_every_unconverted_row(
+    code: Any, django_settings: None
+) -> None:
+    """A filter on the very column being rewritten (unfilled rows, or rows not normalised
+    yet) reaches every row of the table on its first run."""
+    assert [f.rule for f in judge([run(code)], BEFORE, rules=LOCKS)] == ["L305"]
 
 
 def test_flags_filtered_write_after_ddl(django_settings: None) -> None:

@@ -90,6 +90,57 @@ def _narrowing(node: ast.AST) -> str | None:
     return found
 
 
+_EMPTY_NAMES = frozenset({"None", "null", "JSONNull"})
+
+
+def _is_empty(value: ast.AST) -> bool:
+    """Return True for a value that means "not filled yet": '', None, JSON null, {}, []."""
+    if isinstance(value, ast.Constant):
+        return value.value in ("", None)
+    if isinstance(value, ast.Name):
+        return value.id in _EMPTY_NAMES
+    if isinstance(value, ast.Call) and isinstance(value.func, ast.Name):
+        return value.func.id in _EMPTY_NAMES and not value.args
+    return isinstance(value, ast.Dict | ast.List) and not (
+        getattr(value, "keys", None) or getattr(value, "elts", None)
+    )
+
+
+def _unfilled_lookups(node: ast.AST) -> dict[str, bool]:
+    """Map each field the ``filter()``/``exclude()`` calls of a chain look up to whether the
+    lookup selects rows not filled yet (``col__isnull=True``, ``col=''``, ``col=None``)."""
+    fields: dict[str, bool] = {}
+    for part in _chain(node):
+        if not (isinstance(part, ast.Call) and isinstance(part.func, ast.Attribute)):
+            continue
+        if part.func.attr != "filter":
+            if part.func.attr == "exclude":
+                fields.update({kw.arg.split("__")[0]: False for kw in part.keywords if kw.arg})
+            continue
+        for kw in part.keywords:
+            if not kw.arg:
+                continue
+            name, _, lookup = kw.arg.partition("__")
+            unfilled = (lookup == "isnull" and _is_true(kw.value)) or (
+                lookup in ("", "exact") and _is_empty(kw.value)
+            )
+            fields[name] = fields.get(name, False) or unfilled
+    return fields
+
+
+def _is_true(value: ast.AST) -> bool:
+    return isinstance(value, ast.Constant) and value.value is True
+
+
+def _derived_from(value: ast.AST, column: str) -> bool:
+    """Return True when an update value is computed from the column itself (Lower("email"))."""
+    return any(
+        isinstance(n, ast.Constant) and n.value == column
+        for n in ast.walk(value)
+        if isinstance(value, ast.Call)
+    )
+
+
 class _Reader(ast.NodeVisitor):
     def __init__(self, ctx: OperationContext) -> None:
         self.ctx = ctx
@@ -97,6 +148,8 @@ class _Reader(ast.NodeVisitor):
         self.models: dict[str, ModelKey] = {}  # names bound to a model class
         # name -> (model name, narrowing)
         self.querysets: dict[str, tuple[str, str | None]] = {}
+        # queryset name -> the fields it filters on, and whether each selects unfilled rows
+        self.filtered_on: dict[str, dict[str, bool]] = {}
         # (model name iterated, its narrowing), or (None, OTHER/WHILE)
         self.loops: list[tuple[str | None, str | None]] = []
         self.result = DataPass()
@@ -127,6 +180,27 @@ class _Reader(ast.NodeVisitor):
         kinds = {self.querysets.get(root or "", ("", None))[1], _narrowing(node)}
         return BATCH if BATCH in kinds else FILTER if FILTER in kinds else None
 
+    def _lookups(self, node: ast.AST) -> dict[str, bool]:
+        return {**self.filtered_on.get(_root(node) or "", {}), **_unfilled_lookups(node)}
+
+    def _backfill(self, node: ast.Call, queryset: ast.AST) -> bool:
+        """Return True when an ``update()`` rewrites every row not yet in its new form.
+
+        Its filter looks up only the columns it rewrites, and either selects the unfilled
+        rows (``filter(col__isnull=True)``, ``filter(col="")``: a backfill of a column just
+        added) or the update derives the column from itself (``update(email=Lower("email"))``:
+        a normalisation). Either way the filter's reach is every row of the table not yet
+        converted, which on a first run is the table. A remap of one value to another
+        (``filter(code="edit").update(code="change")``) is selective and stays narrowed.
+        """
+        lookups = self._lookups(queryset)
+        values = {kw.arg: kw.value for kw in node.keywords if kw.arg}
+        if not lookups or not set(lookups) <= set(values):
+            return False
+        return all(
+            unfilled or _derived_from(values[name], name) for name, unfilled in lookups.items()
+        )
+
     @staticmethod
     def _walks_table(loops: list[tuple[str | None, str | None]]) -> bool:
         """Return True if one of ``loops`` walks a whole table: a filtered write per
@@ -144,6 +218,7 @@ class _Reader(ast.NodeVisitor):
             elif (root := _root(value)) is not None and self._model_of(root) is not None:
                 model_name = self.querysets.get(root, (root, None))[0]
                 self.querysets[target.id] = (model_name, self._qs_narrowing(value))
+                self.filtered_on[target.id] = self._lookups(value)
         self.generic_visit(node)
 
     def _get_model(self, node: ast.AST) -> ModelKey | None:
@@ -209,6 +284,9 @@ class _Reader(ast.NodeVisitor):
                 if func.attr in _QUERYSET_WRITES | _MANAGER_WRITES:
                     self._touch(key, write=True)
                     kind = self._qs_narrowing(func.value)
+                    backfill = func.attr == "update" and self._backfill(node, func.value)
+                    if kind == FILTER and backfill:
+                        kind = None
                     if func.attr in _MANAGER_WRITES:
                         # As whole as the loop or comprehension that feeds it.
                         whole = self._iterates_whole(node) or any(k is None for _, k in self.loops)

@@ -40,7 +40,10 @@ class DataChangeInOneTransaction(Rule):
     Flags, on tables in S0: a ``RunPython`` in an atomic migration that updates or deletes
     over a whole table (a queryset ``update()``/``delete()`` that no ``filter()``,
     ``exclude()``, ``get()`` or slice narrows, a loop of ``save()`` over an unfiltered
-    queryset, batches or per-row writes in a loop over the table that all commit together);
+    queryset, batches or per-row writes in a loop over the table that all commit together;
+    a backfill whose filter looks up only the column it rewrites and selects the rows not
+    converted yet, ``filter(col__isnull=True)``/``filter(col="")`` then ``update(col=...)``,
+    or ``update(col=Lower("col"))``: on its first run that is every row);
     the same in a non-atomic migration when one statement covers the whole table; ``RunSQL``
     ``UPDATE`` or ``DELETE`` without ``WHERE``; and any data pass (``RunPython``, ``RunSQL``
     DML) that follows, in the same atomic migration, a schema change whose lock blocks
