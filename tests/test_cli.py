@@ -475,3 +475,9 @@ def test_several_leaf_nodes_are_a_finding_not_a_crash(tmp_path: Path) -> None:
     m404 = [f for f in result.json()["findings"] if f["rule"] == "M404"]
     assert len(m404) == 1
     assert "0003_item_colour" in m404[0]["message"] and "0003_item_stock" in m404[0]["message"]
+
+
+def test_postgresql_older_than_django_supports_is_refused(tmp_path: Path) -> None:
+    result = inventory(tmp_path).check("--server-version", "11")
+    assert result.status == 2
+    assert "judging for PostgreSQL 11" in result.stderr and "or later" in result.stderr

@@ -121,6 +121,22 @@ def _server_version(
     return tuple(int(p) for p in sqlite3.sqlite_version.split("."))
 
 
+def _check_supported(version: tuple[int, ...], deployed: s0.Deployed) -> None:
+    """Refuse a PostgreSQL version the installed Django cannot run on, before any rule."""
+    import django
+
+    from django_rollout.graph.offline import oldest_supported_postgresql
+
+    oldest = oldest_supported_postgresql()
+    if version[: len(oldest)] < oldest[: len(version)]:
+        where = "the deployed database runs" if deployed.server.get("version") else "judging for"
+        raise ConfigurationError(
+            f"{where} PostgreSQL {'.'.join(map(str, version))}, but Django {django.__version__}"
+            f" supports PostgreSQL {'.'.join(map(str, oldest))} or later: pin --server-version"
+            " or install the Django the deployed release runs"
+        )
+
+
 def _resolve_deployed(options: CheckOptions) -> s0.Deployed:
     chosen = [f for f in (options.since, options.database, options.applied_from) if f]
     if len(chosen) > 1:
@@ -215,6 +231,8 @@ def check(options: CheckOptions | None = None, rules: Sequence[type[Rule]] | Non
     baseline = _baseline(graph, config)
     vendor = _vendor_of(settings, options.vendor, config)
     version = _server_version(options, config, deployed, vendor)
+    if vendor == "postgresql":
+        _check_supported(version, deployed)
 
     def judged(key: MigrationKey) -> bool:
         if key[0] in config.exclude_apps or key in baseline:
