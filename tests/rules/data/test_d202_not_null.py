@@ -136,11 +136,13 @@ def unrelated(apps: Any, schema_editor: Any) -> None:
     Category.objects.filter(pk=0).delete()
 
 
-def test_warns_after_a_backfill_in_the_same_migration() -> None:
+def test_informs_after_a_backfill_in_the_same_migration_when_c107_reports_old_writes() -> None:
+    # The old release's field is nullable (C107, error, on the same operation): its writes
+    # since the backfill are the only NULLs left, and C107 names that failure.
     ops = [migrations.RunPython(park_orphans, migrations.RunPython.noop), not_null("foreign_key")]
     [finding] = findings(ops, deployed("foreign_key"))
-    assert (finding.rule, finding.severity) == ("D202", Severity.WARNING)
-    assert "after a backfill" in finding.message
+    assert (finding.rule, finding.severity) == ("D202", Severity.INFO)
+    assert "after a backfill" in finding.message and "C107" in finding.message
 
 
 def test_keeps_error_when_the_earlier_data_migration_touches_another_model() -> None:
@@ -149,13 +151,13 @@ def test_keeps_error_when_the_earlier_data_migration_touches_another_model() -> 
     assert finding.severity is Severity.ERROR
 
 
-def test_warns_after_a_sql_backfill_in_the_same_migration() -> None:
+def test_informs_after_a_sql_backfill_in_the_same_migration() -> None:
     ops = [
         migrations.RunSQL("UPDATE shop_product SET value = 0 WHERE value IS NULL"),
         not_null("integer"),
     ]
     [finding] = findings(ops, deployed("integer"))
-    assert finding.severity is Severity.WARNING
+    assert finding.severity is Severity.INFO
 
 
 def test_flags_runsql_set_not_null_on_nullable_column_of_s0() -> None:
@@ -165,7 +167,7 @@ def test_flags_runsql_set_not_null_on_nullable_column_of_s0() -> None:
     assert "`shop_product`.`value`" in finding.message
 
 
-def test_warns_on_runsql_set_not_null_after_update_in_the_same_statement_list() -> None:
+def test_informs_on_runsql_set_not_null_after_update_in_the_same_statement_list() -> None:
     op = migrations.RunSQL(
         [
             "UPDATE shop_product SET value = 0 WHERE value IS NULL",
@@ -173,7 +175,7 @@ def test_warns_on_runsql_set_not_null_after_update_in_the_same_statement_list() 
         ]
     )
     [finding] = findings([op], deployed("integer"))
-    assert finding.severity is Severity.WARNING
+    assert finding.severity is Severity.INFO
 
 
 @pytest.mark.parametrize(
@@ -188,3 +190,114 @@ def test_warns_on_runsql_set_not_null_after_update_in_the_same_statement_list() 
 )
 def test_ignores_runsql_that_cannot_meet_existing_nulls(sql: str) -> None:
     assert [f.rule for f in findings([migrations.RunSQL(sql)], deployed("integer"))] == []
+
+
+# -- backfills by earlier migrations (unit.history) ----------------------------------------
+
+
+def backfill_update(apps: Any, schema_editor: Any) -> None:
+    Product = apps.get_model("shop", "Product")
+    Product.objects.filter(value__isnull=True).update(value=0)
+
+
+def backfill_rows(apps: Any, schema_editor: Any) -> None:
+    Product = apps.get_model("shop", "Product")
+    for product in Product.objects.filter(value__isnull=True):
+        product.value = 0
+        product.save()
+
+
+def backfill_other_column(apps: Any, schema_editor: Any) -> None:
+    Product = apps.get_model("shop", "Product")
+    Product.objects.update(id=1)
+
+
+def seed_products(apps: Any, schema_editor: Any) -> None:
+    Product = apps.get_model("shop", "Product")
+    Product.objects.create(value=1)
+
+
+def _bootstrap(model: Any, value: int) -> None:
+    model.objects.filter(value__isnull=True).update(value=value)
+
+
+def bootstrap_operation(model_string: str) -> migrations.RunPython:
+    """An operation class's shape: the model arrives as a string the forward code closes over."""
+
+    def forwards(apps: Any, schema_editor: Any) -> None:
+        model = apps.get_model(model_string)
+        _bootstrap(model, 0)
+
+    return migrations.RunPython(forwards, migrations.RunPython.noop)
+
+
+@pytest.mark.parametrize(
+    "backfill",
+    [
+        migrations.RunPython(backfill_update, migrations.RunPython.noop),
+        migrations.RunPython(backfill_rows, migrations.RunPython.noop),
+        migrations.RunSQL("UPDATE shop_product SET value = 0 WHERE value IS NULL"),
+        bootstrap_operation("shop.Product"),
+    ],
+    ids=["update", "save_loop", "sql_update", "closure_model_to_helper"],
+)
+def test_informs_after_a_backfill_in_a_deployed_migration(backfill: Operation) -> None:
+    [finding] = findings([not_null("integer")], [*deployed("integer"), backfill])
+    assert (finding.rule, finding.severity) == ("D202", Severity.INFO)
+    assert "after a backfill" in finding.message and "C107" in finding.message
+
+
+def test_informs_after_a_backfill_in_an_earlier_migration_of_the_unit() -> None:
+    backfill = migrations.RunPython(backfill_update, migrations.RunPython.noop)
+    [finding] = findings([not_null("integer")], deployed("integer"), unit_before=[[backfill]])
+    assert (finding.rule, finding.severity) == ("D202", Severity.INFO)
+
+
+@pytest.mark.parametrize(
+    "step",
+    [
+        migrations.RunPython(backfill_other_column, migrations.RunPython.noop),
+        migrations.RunPython(seed_products, migrations.RunPython.noop),
+        migrations.RunPython(unrelated, migrations.RunPython.noop),
+        migrations.RunSQL("UPDATE shop_product SET id = id"),
+        migrations.RunSQL("UPDATE shop_category SET id = id"),
+        bootstrap_operation("shop.Category"),
+    ],
+    ids=["other_column", "inserts_only", "other_model", "sql_other_column", "sql_other_table",
+         "helper_other_model"],
+)
+def test_keeps_error_when_no_earlier_data_step_writes_the_column(step: Operation) -> None:
+    [finding] = findings([not_null("integer")], [*deployed("integer"), step])
+    assert (finding.rule, finding.severity) == ("D202", Severity.ERROR)
+
+
+def test_warns_after_a_backfill_when_c107_does_not_report_the_column(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from django_rollout.rules.data import d202_not_null_over_existing_nulls as d202
+
+    monkeypatch.setattr(d202, "_c107_reports", lambda ctx, table, column: False)
+    backfill = migrations.RunPython(backfill_update, migrations.RunPython.noop)
+    [finding] = findings([not_null("integer")], [*deployed("integer"), backfill])
+    assert (finding.rule, finding.severity) == ("D202", Severity.WARNING)
+    assert "release still serving writes in between" in finding.message
+
+
+def test_c107_fires_on_the_same_operation_as_the_informed_d202() -> None:
+    from django_rollout.rules.compat.c107_not_null_on_column_old_release_nulls import (
+        NotNullOnColumnOldReleaseNulls,
+    )
+    from django_rollout.rules.data.d202_not_null_over_existing_nulls import (
+        NotNullOverExistingNulls,
+    )
+
+    backfill = migrations.RunPython(backfill_update, migrations.RunPython.noop)
+    found = judge(
+        [not_null("integer")],
+        [*deployed("integer"), backfill],
+        rules=[NotNullOverExistingNulls, NotNullOnColumnOldReleaseNulls],
+    )
+    assert sorted((f.rule, f.severity.name, f.operation_index) for f in found) == [
+        ("C107", "ERROR", 0),
+        ("D202", "INFO", 0),
+    ]

@@ -2,14 +2,16 @@
 
 Only the forward function itself is read (not the helpers it calls, not ``reverse_code``).
 Models are recognised where the code binds them with a literal
-``apps.get_model("app", "Model")`` / ``apps.get_model("app.Model")``; a model looked up by a
+``apps.get_model("app", "Model")`` / ``apps.get_model("app.Model")``, or with a name the
+function closes over or reads from its module that holds such a string (an operation class
+that builds its forward function from a ``"app.Model"`` argument); a model looked up by a
 computed name is unknown, and unknown models produce no facts (a rule never guesses a table).
 """
 
 from __future__ import annotations
 
 import ast
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
@@ -25,6 +27,14 @@ _FETCH_ONE = frozenset({"get", "first", "last", "latest", "earliest"})
 _LOOKUP_MISSES = frozenset({"DoesNotExist", "ObjectDoesNotExist"})
 _CLASHES = frozenset({"IntegrityError"})
 _CONFLICT_FLAGS = frozenset({"ignore_conflicts", "update_conflicts"})
+# Functions that take a model or a row without writing it.
+_HARMLESS = frozenset(
+    {"isinstance", "issubclass", "len", "print", "repr", "str", "getattr", "hasattr", "type",
+     "id", "list", "tuple", "set", "sorted", "iter", "next", "bool"}
+)
+# Field names meaning "every field" in CodeFacts.written: the code hands the model or its rows
+# to something this module does not read (a helper function, ``update(**values)``, setattr).
+ANY_FIELD = "*"
 
 
 @dataclass(frozen=True)
@@ -35,6 +45,13 @@ class Insert:
     line: int
     call: str  # how the code spells it, e.g. "Group.objects.create(...)"
     absorbed: bool = False  # inside try/except IntegrityError with no savepoint
+    # The keyword values of each inserted row as the code spells them (``create(name=...)``,
+    # ``Model(name=...)``, the element of ``bulk_create([Model(...) for ...])``); None when
+    # the code does not show them (``bulk_create(objs)``, ``**values``).
+    rows: tuple[Mapping[str, ast.expr], ...] | None = None
+    # Variables bound, earlier in the function, to a row this function inserted
+    # (``workflow = Workflow.objects.create(...)``), with the line of the insert.
+    fresh: Mapping[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -57,9 +74,23 @@ class CodeFacts:
     touched: set[ModelKey] = field(default_factory=set)  # every model looked up
     inserts: list[Insert] = field(default_factory=list)
     rewrites: list[Rewrite] = field(default_factory=list)
+    # Fields written into rows already in the table (``update(f=...)``, ``obj.f = ...`` then
+    # ``save()``/``bulk_update``), per model; ANY_FIELD when the code may write any of them.
+    written: dict[ModelKey, set[str]] = field(default_factory=dict)
 
 
-def _literal_model(call: ast.AST, app_label: str) -> ModelKey | None:
+def _text(node: ast.AST, constants: Mapping[str, str]) -> str | None:
+    """Return the string a literal, or a name bound to a string constant, spells."""
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return node.value
+    if isinstance(node, ast.Name):
+        return constants.get(node.id)
+    return None
+
+
+def _literal_model(
+    call: ast.AST, app_label: str, constants: Mapping[str, str] | None = None
+) -> ModelKey | None:
     """Return the model of a literal ``apps.get_model(...)`` call, else None."""
     if not (
         isinstance(call, ast.Call)
@@ -67,10 +98,13 @@ def _literal_model(call: ast.AST, app_label: str) -> ModelKey | None:
         and call.func.attr == "get_model"
     ):
         return None
-    args = [a.value for a in call.args if isinstance(a, ast.Constant) and isinstance(a.value, str)]
+    known = constants or {}
+    args = [t for a in call.args if (t := _text(a, known)) is not None]
     for keyword in call.keywords:
-        if keyword.arg in ("app_label", "model_name") and isinstance(keyword.value, ast.Constant):
-            args.append(str(keyword.value.value))
+        if keyword.arg in ("app_label", "model_name"):
+            value = _text(keyword.value, known)
+            if value is not None:
+                args.append(value)
     if len(args) != len(call.args) + sum(1 for k in call.keywords if k.arg):
         return None
     if len(args) == 2:
@@ -86,7 +120,7 @@ def _root(node: ast.AST) -> ast.AST:
     while True:
         if isinstance(node, ast.Attribute):
             node = node.value
-        elif isinstance(node, ast.Call) and not _literal_model(node, "_"):
+        elif isinstance(node, ast.Call) and getattr(node.func, "attr", None) != "get_model":
             node = node.func
         elif isinstance(node, ast.Subscript):
             node = node.value
@@ -201,10 +235,17 @@ def _is_identity(value: ast.AST, name: str) -> bool:
 
 
 class _Reader:
-    def __init__(self, tree: ast.AST, app_label: str, facts: CodeFacts) -> None:
+    def __init__(
+        self,
+        tree: ast.AST,
+        app_label: str,
+        facts: CodeFacts,
+        constants: Mapping[str, str] | None = None,
+    ) -> None:
         self.tree = tree
         self.app_label = app_label
         self.facts = facts
+        self.constants: Mapping[str, str] = constants or {}
         self.parents: dict[ast.AST, ast.AST] = {}
         for node in ast.walk(tree):
             for child in ast.iter_child_nodes(node):
@@ -213,6 +254,8 @@ class _Reader:
         self.row_vars: dict[str, ModelKey] = {}  # existing rows: for obj in Model.objects...
         self.saved: set[str] = set()
         self.bulk_updated: dict[ModelKey, set[str]] = {}
+        self.instance_rows: dict[str, Mapping[str, ast.expr] | None] = {}
+        self.fresh: dict[str, int] = {}  # variable -> line of the insert that bound it
 
     def line(self, node: ast.AST) -> int:
         return (self.facts.first_line or 1) + getattr(node, "lineno", 1) - 1
@@ -221,12 +264,14 @@ class _Reader:
         root = _root(node)
         if isinstance(root, ast.Name):
             return self.facts.models.get(root.id)
-        return _literal_model(root, self.app_label)
+        return _literal_model(root, self.app_label, self.constants)
 
     def read(self) -> None:
         # Bind model variables first: they are used anywhere below their assignment.
         for node in ast.walk(self.tree):
-            if isinstance(node, ast.Call) and (key := _literal_model(node, self.app_label)):
+            if isinstance(node, ast.Call) and (
+                key := _literal_model(node, self.app_label, self.constants)
+            ):
                 self.facts.touched.add(key)
             if isinstance(node, ast.Assign):
                 self._bind(node.targets, node.value)
@@ -239,17 +284,72 @@ class _Reader:
                 target = node.targets[0]
                 if isinstance(target, ast.Name) and isinstance(node.value, ast.Call):
                     self._bind_row(target.id, node.value)
+        self._bind_fresh()
         for node in ast.walk(self.tree):
             if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
                 self._call(node)
+            elif isinstance(node, ast.Call):
+                self._opaque(node)
         for node in ast.walk(self.tree):
             if isinstance(node, ast.Assign):
                 self._assign(node)
 
+    def _write(self, key: ModelKey, name: str | None) -> None:
+        self.facts.written.setdefault(key, set()).add(name or ANY_FIELD)
+
+    def _bind_fresh(self) -> None:
+        """Find variables bound only to rows this function inserts (``x = M.objects.create()``,
+        ``x = M(...)``): a key holding one cannot exist anywhere before the insert."""
+        fresh: dict[str, int] = {}
+        fresh_targets: set[ast.AST] = set()
+        for node in ast.walk(self.tree):
+            if isinstance(node, ast.Assign) and len(node.targets) == 1:
+                target = node.targets[0]
+                if isinstance(target, ast.Name) and self._creates(node.value):
+                    fresh.setdefault(target.id, self.line(node))
+                    fresh_targets.add(target)
+        # A name also bound to anything else (a lookup, a loop variable) is not known fresh.
+        other = {
+            node.id
+            for node in ast.walk(self.tree)
+            if isinstance(node, ast.Name)
+            and isinstance(node.ctx, ast.Store)
+            and node not in fresh_targets
+        }
+        self.fresh = {name: line for name, line in fresh.items() if name not in other}
+
+    def _creates(self, value: ast.AST) -> bool:
+        if not isinstance(value, ast.Call):
+            return False
+        if isinstance(value.func, ast.Name):
+            return value.func.id in self.facts.models and not any(
+                k.arg in ("pk", "id") for k in value.keywords
+            )
+        return (
+            isinstance(value.func, ast.Attribute)
+            and value.func.attr == "create"
+            and self.model_of(value.func.value) is not None
+        )
+
+    def _opaque(self, node: ast.Call) -> None:
+        """Record a model, or one of its rows, handed to a function this module does not read
+        (``bootstrap(Page, locale)``): it may write any field of existing rows."""
+        callee = getattr(node.func, "id", "")
+        if callee in _HARMLESS:
+            return
+        for arg in [*node.args, *(k.value for k in node.keywords)]:
+            if isinstance(arg, ast.Starred):
+                arg = arg.value
+            if not isinstance(arg, ast.Name):
+                continue
+            key = self.facts.models.get(arg.id) or self.row_vars.get(arg.id)
+            if key is not None:
+                self._write(key, None)
+
     def _bind(self, targets: list[ast.expr], value: ast.expr) -> None:
         for target in targets:
             if isinstance(target, ast.Name):
-                if key := _literal_model(value, self.app_label):
+                if key := _literal_model(value, self.app_label, self.constants):
                     self.facts.models[target.id] = key
             elif isinstance(target, ast.Tuple) and isinstance(value, ast.Tuple):
                 for t, v in zip(target.elts, value.elts, strict=False):
@@ -260,6 +360,7 @@ class _Reader:
             explicit_pk = any(k.arg in ("pk", "id") for k in value.keywords)
             if not explicit_pk:  # with a pk, save() runs UPDATE and inserts only if missing
                 self.instances[name] = self.facts.models[value.func.id]
+                self.instance_rows[name] = _keywords(value)
         elif (
             isinstance(value.func, ast.Attribute)
             and value.func.attr in _FETCH_ONE
@@ -275,12 +376,21 @@ class _Reader:
             if isinstance(receiver, ast.Name):
                 self.saved.add(receiver.id)
                 if receiver.id in self.instances:
-                    self._insert(self.instances[receiver.id], node, {receiver.id})
+                    row = self.instance_rows.get(receiver.id)
+                    self._insert(
+                        self.instances[receiver.id],
+                        node,
+                        {receiver.id},
+                        None if row is None else (row,),
+                    )
             elif isinstance(receiver, ast.Call) and isinstance(receiver.func, ast.Name):
                 key = self.facts.models.get(receiver.func.id)
                 explicit_pk = any(k.arg in ("pk", "id") for k in receiver.keywords)
                 if key is not None and not explicit_pk:
-                    self._insert(key, node, {receiver.func.id})
+                    row = _keywords(receiver)
+                    self._insert(
+                        key, node, {receiver.func.id}, None if row is None else (row,)
+                    )
             return
         key = self.model_of(receiver)
         if key is None or receiver is _root(receiver):
@@ -290,11 +400,15 @@ class _Reader:
                 return
             root = _root(receiver)
             names = {root.id} if isinstance(root, ast.Name) else set()
-            self._insert(key, node, names)
+            self._insert(key, node, names, self._rows(method, node))
         elif method == "update":
             for keyword in node.keywords:
-                if keyword.arg is None or _is_identity(keyword.value, keyword.arg):
+                if keyword.arg is None:
+                    self._write(key, None)
                     continue
+                if _is_identity(keyword.value, keyword.arg):
+                    continue
+                self._write(key, keyword.arg)
                 if _derived(keyword.value, set()):
                     self.facts.rewrites.append(
                         Rewrite(key, keyword.arg, self.line(node), _spelled(node))
@@ -305,6 +419,39 @@ class _Reader:
                 for element in fields.elts:
                     if isinstance(element, ast.Constant) and isinstance(element.value, str):
                         self.bulk_updated.setdefault(key, set()).add(element.value)
+                        self._write(key, element.value)
+                    else:
+                        self._write(key, None)
+            else:
+                self._write(key, None)
+
+    def _rows(self, method: str, node: ast.Call) -> tuple[Mapping[str, ast.expr], ...] | None:
+        """Return the keyword values of the rows an insert call writes, when it spells them."""
+        if method == "create":
+            row = _keywords(node)
+            return None if row is None else (row,)
+        if not node.args:
+            return None
+        objs = node.args[0]
+        if isinstance(objs, ast.ListComp | ast.GeneratorExp):
+            elements: list[ast.expr] = [objs.elt]
+        elif isinstance(objs, ast.List | ast.Tuple):
+            elements = list(objs.elts)
+        else:
+            return None
+        rows: list[Mapping[str, ast.expr]] = []
+        for element in elements:
+            if not (
+                isinstance(element, ast.Call)
+                and isinstance(element.func, ast.Name)
+                and element.func.id in self.facts.models
+            ):
+                return None
+            row = _keywords(element)
+            if row is None:
+                return None
+            rows.append(row)
+        return tuple(rows)
 
     def _assign(self, node: ast.Assign) -> None:
         for target in node.targets:
@@ -317,6 +464,7 @@ class _Reader:
             written = var in self.saved or target.attr in self.bulk_updated.get(key, set())
             if not written:
                 continue
+            self._write(key, target.attr)
             if _derived(node.value, {var}, own=target.attr):
                 self.facts.rewrites.append(
                     Rewrite(key, target.attr, self.line(node), _spelled(node))
@@ -381,12 +529,54 @@ class _Reader:
             for n in ast.walk(test)
         )
 
-    def _insert(self, key: ModelKey, node: ast.AST, names: set[str]) -> None:
+    def _insert(
+        self,
+        key: ModelKey,
+        node: ast.AST,
+        names: set[str],
+        rows: tuple[Mapping[str, ast.expr], ...] | None = None,
+    ) -> None:
         guard = self._guard(node, names)
         if guard == "looked-up":
             return
-        insert = Insert(key, self.line(node), _spelled(node), absorbed=guard == "absorbed")
+        line = self.line(node)
+        insert = Insert(
+            key,
+            line,
+            _spelled(node),
+            absorbed=guard == "absorbed",
+            rows=rows,
+            fresh={name: at for name, at in self.fresh.items() if at < line},
+        )
         self.facts.inserts.append(insert)
+
+
+def _keywords(call: ast.Call) -> Mapping[str, ast.expr] | None:
+    """Return a call's keyword arguments by name, None when ``**values`` hides some."""
+    if any(k.arg is None for k in call.keywords):
+        return None
+    return {str(k.arg): k.value for k in call.keywords}
+
+
+def _constants(func: Callable[..., Any]) -> dict[str, str]:
+    """Return the string constants ``func`` can read by name: its closure, its module."""
+    found: dict[str, str] = {}
+    code = getattr(func, "__code__", None)
+    module = getattr(func, "__globals__", None) or {}
+    if code is not None:
+        for name in code.co_names:
+            value = module.get(name)
+            if isinstance(value, str):
+                found[name] = value
+        cells = getattr(func, "__closure__", None) or ()
+        for name, cell in zip(code.co_freevars, cells, strict=False):
+            try:
+                value = cell.cell_contents
+            except ValueError:  # an empty cell
+                continue
+            if isinstance(value, str):
+                found[name] = value
+    return found
 
 
 @lru_cache(maxsize=256)
@@ -396,7 +586,7 @@ def code_facts(func: Callable[..., Any], app_label: str) -> CodeFacts | None:
     if tree is None:
         return None
     facts = CodeFacts(path, first)
-    _Reader(tree, app_label, facts).read()
+    _Reader(tree, app_label, facts, _constants(func)).read()
     return facts
 
 

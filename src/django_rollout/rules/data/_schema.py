@@ -347,6 +347,87 @@ def written_earlier(
     return False
 
 
+def written_by_data_step(
+    ctx: OperationContext,
+    key: ModelKey | None,
+    table: str,
+    fields: Iterable[str],
+    *,
+    opaque: bool = True,
+) -> bool:
+    """Return True when a data step walked before this operation (``unit.history``: deployed
+    migrations, earlier migrations of the unit, earlier operations of this one) writes one of
+    ``fields`` (field names or columns of ``key`` as the model stands now) into existing rows:
+    a RunPython ``update(field=...)``, ``obj.field = ...`` then ``save()``/``bulk_update``, or
+    a RunSQL ``UPDATE`` of the column. With ``opaque``, a RunPython that hands the model or its
+    rows to code it does not show (a helper function, ``update(**values)``) counts too.
+
+    A step whose source cannot be read is not counted: this is evidence of a backfill, and
+    an unreadable function is none.
+    """
+    from django_rollout.rules.data._runpython import ANY_FIELD, forward_facts
+    from django_rollout.vendors.base import StatementKind
+
+    unit = ctx.unit
+    keys = {k for k in (key, unit.lineage.origin(key) if key else None) if k is not None}
+    tables = {table.lower()}
+    names: set[str] = set()
+    model = unit.model_now(key) if key is not None else None
+    s0 = unit.lineage.s0_model(key) if key is not None else None
+    if s0 is not None and s0.has_table:
+        tables.add(s0.db_table.lower())
+    for name in fields:
+        names.add(name)
+        field = model.fields.get(name) if model is not None else None
+        if field is not None:
+            names.add(column_of(name, field))
+        if key is not None and (s0_name := unit.lineage.s0_field_name(key, name)):
+            names.add(s0_name)
+            s0_field = s0.fields.get(s0_name) if s0 is not None else None
+            if s0_field is not None:
+                names.add(column_of(s0_name, s0_field))
+    lowered = {n.lower() for n in names}
+    for step in unit.history:
+        operation = step.operation
+        if isinstance(operation, migrations.RunPython):
+            facts = forward_facts(operation, step.app_label)
+            if facts is None:
+                continue
+            for written_key, written in facts.written.items():
+                if written_key not in keys:
+                    continue
+                if (opaque and ANY_FIELD in written) or written & names:
+                    return True
+        for action in sql_actions(operation, unit.vendor):
+            if (
+                action.kind is StatementKind.UPDATE
+                and (action.table or "").lower() in tables
+                and {c.lower() for c in action.columns} & lowered
+            ):
+                return True
+    return False
+
+
+def touched_in_unit(ctx: OperationContext, key: ModelKey | None, table: str) -> bool:
+    """Return True when a data step of the unit walked before this operation (not deployed)
+    may have written the table: a RunPython that looks the model up or cannot be read, a
+    RunSQL UPDATE of the table."""
+    from django_rollout.rules.data._runpython import forward_facts
+    from django_rollout.vendors.base import StatementKind
+
+    for step in ctx.unit.history:
+        if step.deployed:
+            continue
+        if isinstance(step.operation, migrations.RunPython):
+            facts = forward_facts(step.operation, step.app_label)
+            if facts is None or (key is not None and key in facts.touched):
+                return True
+        for action in sql_actions(step.operation, ctx.unit.vendor):
+            if action.kind is StatementKind.UPDATE and (action.table or "") == table.lower():
+                return True
+    return False
+
+
 def added_in_this_migration(
     ctx: OperationContext, fields: Sequence[str]
 ) -> dict[str, models.Field[Any, Any]] | None:

@@ -18,6 +18,7 @@ from django_rollout.rules.data._schema import (
     runsql_actions,
     size_note,
     table_ref,
+    written_by_data_step,
     written_earlier,
 )
 from django_rollout.vendors.base import StatementKind as K
@@ -33,12 +34,16 @@ class NotNullOverExistingNulls(Rule):
     and RunSQL ``ALTER COLUMN ... SET NOT NULL`` on such a column. With a default (Python or
     database), Django's schema editor first runs ``UPDATE ... SET col = <default> WHERE col
     IS NULL`` (``BaseDatabaseSchemaEditor._alter_field``, the "4-way default alteration"),
-    so the rule stays silent. When an earlier operation of the same migration may have
-    backfilled the column (a RunPython that looks the model up, a RunSQL UPDATE of the
-    column) it is a warning: rows the release still serving writes NULL between the backfill
-    and the ALTER still fail it. Silent for columns added in the deploy unit (C101 judges
-    those), columns already NOT NULL in S0 and tables created in the unit. With S0 row
-    counts, an empty table makes it info.
+    so the rule stays silent. It is an error when nothing backfilled the column. When a data
+    step may have backfilled it first (an earlier operation of the same migration: a
+    RunPython that looks the model up, a RunSQL UPDATE of the column; or an earlier
+    migration, deployed or in the unit: a RunPython that writes the field into existing
+    rows, a RunSQL UPDATE of the column) it is a warning: rows the release still serving
+    writes NULL between the backfill and the ALTER still fail it. And when C107 reports the
+    same column on the same operation (the old release's field is nullable, so its writes
+    are the only NULLs left), it is info: C107 names the failure. Silent for columns added
+    in the deploy unit (C101 judges those), columns already NOT NULL in S0 and tables
+    created in the unit. With S0 row counts, an empty table makes it info.
 
     Why it breaks production
     ------------------------
@@ -87,9 +92,14 @@ class NotNullOverExistingNulls(Rule):
         ' makes the migration fail with `column "{column}" ... contains null values`{size}'
     )
     backfilled_message = (
-        "`{table}`.`{column}` becomes NOT NULL after a backfill in the same migration: a NULL"
-        " the release still serving writes in between (it sees the column nullable) fails the"
-        ' migration with `column "{column}" ... contains null values`{size}'
+        "`{table}`.`{column}` becomes NOT NULL after a backfill: a NULL the release still"
+        " serving writes in between (it sees the column nullable) fails the migration with"
+        ' `column "{column}" ... contains null values`{size}'
+    )
+    old_writes_message = (
+        "`{table}`.`{column}` becomes NOT NULL after a backfill: only NULLs the old release"
+        " writes since then can fail the migration with `column \"{column}\" ... contains"
+        ' null values` (C107 reports those writes){size}'
     )
     help = (
         "Backfill the NULLs of `{table}`.`{column}` first, or give `{field}` a `default` or"
@@ -127,18 +137,29 @@ class NotNullOverExistingNulls(Rule):
         if has_db_default(new) or (new.has_default() and new.default is not None):
             return  # Django runs UPDATE ... SET col = default WHERE col IS NULL first
         column = column_of(op.name, new)
-        backfilled = written_earlier(ctx, ctx.key, ctx.before.db_table, column)
-        yield self._finding(ctx, ctx.before.db_table, backfilled, field=op.name, column=column)
+        table = ctx.before.db_table
+        backfilled = written_earlier(ctx, ctx.key, table, column) or written_by_data_step(
+            ctx, ctx.key, table, [op.name]
+        )
+        yield self._finding(ctx, table, backfilled, field=op.name, column=column)
 
     def _finding(
         self, ctx: OperationContext, db_table: str, backfilled: bool, **names: Any
     ) -> Finding:
         small = few_rows(ctx.unit, db_table, 0)
-        severity = Severity.WARNING if backfilled else self.severity
+        message = None
+        severity = self.severity
+        if backfilled:
+            column = str(names.get("column", ""))
+            table = str(names.get("table", db_table))
+            if _c107_reports(ctx, table, column):
+                severity, message = Severity.INFO, self.old_writes_message
+            else:
+                severity, message = Severity.WARNING, self.backfilled_message
         return self.finding(
             ctx,
             severity=graded(severity, small),
-            message=self.backfilled_message if backfilled else None,
+            message=message,
             size=size_note(small),
             **names,
         )
@@ -158,8 +179,10 @@ class NotNullOverExistingNulls(Rule):
                 s0 = ref.s0_field(ctx.unit, column)
                 if not isinstance(s0, models.Field) or not s0.null:
                     continue
-                backfilled = (action.table, column) in updated or written_earlier(
-                    ctx, ref.key, ref.now.db_table, column
+                backfilled = (
+                    (action.table, column) in updated
+                    or written_earlier(ctx, ref.key, ref.now.db_table, column)
+                    or written_by_data_step(ctx, ref.key, ref.now.db_table, [column])
                 )
                 yield self._finding(
                     ctx,
@@ -170,3 +193,14 @@ class NotNullOverExistingNulls(Rule):
                     table=ref.now.db_table,
                     model=ref.now.name,
                 )
+
+
+def _c107_reports(ctx: OperationContext, table: str, column: str) -> bool:
+    """Return True when C107 reports ``table.column`` on this operation: the old release's
+    field is nullable, so its writes of NULL are what fails after a backfill."""
+    from django_rollout.rules.compat.c107_not_null_on_column_old_release_nulls import (
+        NotNullOnColumnOldReleaseNulls,
+    )
+
+    named = f"`{table}`.`{column}`"
+    return any(named in f.message for f in NotNullOnColumnOldReleaseNulls().check_operation(ctx))
