@@ -454,7 +454,7 @@ def test_server_version_older_than_django_supports_is_one_line(
     result = project.check("--server-version", f"{floor - 1}.9", *extra)
     assert result.status == 2, result.stdout
     assert (
-        f"server_version {floor - 1}.9: Django {django.get_version()} supports PostgreSQL"
+        f"PostgreSQL {floor - 1}.9, but Django {django.get_version()} supports PostgreSQL"
         f" {floor} or later"
     ) in result.stderr
     assert "Traceback" not in result.stderr
@@ -476,8 +476,3 @@ def test_several_leaf_nodes_are_a_finding_not_a_crash(tmp_path: Path) -> None:
     assert len(m404) == 1
     assert "0003_item_colour" in m404[0]["message"] and "0003_item_stock" in m404[0]["message"]
 
-
-def test_postgresql_older_than_django_supports_is_refused(tmp_path: Path) -> None:
-    result = inventory(tmp_path).check("--server-version", "11")
-    assert result.status == 2
-    assert "judging for PostgreSQL 11" in result.stderr and "or later" in result.stderr
