@@ -158,10 +158,23 @@ def test_flags_unique_constraint_over_a_constant_column_added_just_before() -> N
     assert finding.severity is Severity.ERROR and finding.operation_index == 1
 
 
-def test_warns_when_a_data_migration_ran_between_add_and_constraint() -> None:
+def test_informs_when_a_data_step_wrote_the_column_between_add_and_constraint() -> None:
     ops = [
         migrations.AddField("customer", "token", models.CharField(max_length=20, default="x")),
         migrations.RunSQL("UPDATE shop_customer SET token = id::text", migrations.RunSQL.noop),
+        migrations.AddConstraint(
+            "customer", models.UniqueConstraint(fields=["token"], name="customer_token_uniq")
+        ),
+    ]
+    [finding] = only(findings(ops, customer()), "D201")
+    assert finding.severity is Severity.INFO
+    assert "earlier data step" in finding.message
+
+
+def test_warns_when_a_data_step_between_add_and_constraint_writes_another_column() -> None:
+    ops = [
+        migrations.AddField("customer", "token", models.CharField(max_length=20, default="x")),
+        migrations.RunSQL("UPDATE shop_customer SET email = lower(email)", migrations.RunSQL.noop),
         migrations.AddConstraint(
             "customer", models.UniqueConstraint(fields=["token"], name="customer_token_uniq")
         ),
@@ -334,3 +347,217 @@ def test_warns_on_a_db_default_it_cannot_classify() -> None:
         findings([migrations.AddField("customer", "token", field)], customer()), "D201"
     )
     assert finding.severity is Severity.WARNING
+
+
+# -- a key column every existing row holds NULL in -------------------------------------------
+
+NULL_FILLED: dict[str, Callable[[], models.Field[Any, Any]]] = {
+    "integer": lambda: models.IntegerField(null=True),
+    "char": lambda: models.CharField(max_length=20, null=True),
+    "uuid": lambda: models.UUIDField(null=True),
+    "datetime": lambda: models.DateTimeField(null=True),
+    "foreign_key": lambda: models.ForeignKey("shop.customer", models.CASCADE, null=True),
+}
+
+
+@pytest.mark.parametrize("condition", [None, models.Q(nickname="x")], ids=["plain", "partial"])
+@pytest.mark.parametrize("kind", NULL_FILLED)
+def test_ignores_a_key_with_a_column_added_null_in_the_same_migration(
+    kind: str, condition: Any
+) -> None:
+    ops = [
+        migrations.AddField("customer", "base", NULL_FILLED[kind]()),
+        migrations.AddConstraint(
+            "customer",
+            models.UniqueConstraint(fields=("base", "email"), condition=condition, name="u_be"),
+        ),
+    ]
+    assert findings(ops, customer()) == []
+
+
+def test_ignores_a_key_with_a_column_added_null_in_an_earlier_migration_of_the_unit() -> None:
+    earlier = [migrations.AddField("customer", "base", models.IntegerField(null=True))]
+    op = migrations.AddConstraint(
+        "customer", models.UniqueConstraint(fields=("base", "email"), name="u_be")
+    )
+    assert findings([op], customer(), unit_before=[earlier]) == []
+
+
+def test_flags_a_key_whose_null_column_a_data_step_of_the_unit_filled() -> None:
+    earlier = [
+        migrations.AddField("customer", "base", models.IntegerField(null=True)),
+        migrations.RunSQL("UPDATE shop_customer SET base = 1"),
+    ]
+    op = migrations.AddConstraint(
+        "customer", models.UniqueConstraint(fields=("base", "email"), name="u_be")
+    )
+    assert [f.rule for f in findings([op], customer(), unit_before=[earlier])] == ["D201"]
+
+
+@pytest.mark.parametrize(
+    "field",
+    [
+        models.IntegerField(default=1),
+        models.IntegerField(null=True, default=1),
+        models.IntegerField(null=True, db_default=1),
+    ],
+    ids=["not_null_default", "nullable_default", "nullable_db_default"],
+)
+def test_flags_a_key_whose_new_column_gets_a_value(field: models.Field[Any, Any]) -> None:
+    ops = [
+        migrations.AddField("customer", "base", field),
+        migrations.AddConstraint(
+            "customer", models.UniqueConstraint(fields=("base", "email"), name="u_be")
+        ),
+    ]
+    [finding] = only(findings(ops, customer()), "D201")
+    assert finding.severity is Severity.WARNING
+
+
+def test_flags_a_nulls_not_distinct_key_with_a_column_added_null() -> None:
+    ops = [
+        migrations.AddField("customer", "base", models.IntegerField(null=True)),
+        migrations.AddConstraint(
+            "customer",
+            models.UniqueConstraint(
+                fields=("base", "email"), name="u_be", nulls_distinct=False
+            ),
+        ),
+    ]
+    assert [f.rule for f in findings(ops, customer())] == ["D201"]
+
+
+# -- a uniqueness dropped and re-added unchanged in one migration ----------------------------
+
+
+def permission(**options: Any) -> list[Operation]:
+    return [
+        migrations.CreateModel(
+            "Perm",
+            [
+                ("id", models.BigAutoField(primary_key=True)),
+                ("group", models.IntegerField()),
+                ("page", models.IntegerField()),
+                ("kind", models.CharField(max_length=20, null=True)),
+                ("status", models.CharField(max_length=20)),
+            ],
+            options=options,
+        )
+    ]
+
+
+def test_ignores_unique_together_turned_into_the_same_constraint() -> None:
+    ops = [
+        migrations.AlterUniqueTogether("perm", set()),
+        migrations.AddConstraint(
+            "perm", models.UniqueConstraint(fields=("group", "page", "kind"), name="u_gpk")
+        ),
+    ]
+    before = permission(unique_together={("group", "page", "kind")})
+    assert findings(ops, before) == []
+
+
+def test_ignores_a_partial_constraint_re_created_with_the_same_condition() -> None:
+    constraint = models.UniqueConstraint(
+        fields=("group", "page"), condition=models.Q(status="open"), name="u_open"
+    )
+    ops = [
+        migrations.RemoveConstraint("perm", "u_open"),
+        migrations.AddConstraint(
+            "perm",
+            models.UniqueConstraint(
+                fields=("group", "page"), condition=models.Q(status="open"), name="u_open"
+            ),
+        ),
+    ]
+    assert findings(ops, permission(constraints=[constraint])) == []
+
+
+def test_ignores_a_constraint_over_more_columns_than_a_dropped_unique_together() -> None:
+    ops = [
+        migrations.AlterUniqueTogether("perm", set()),
+        migrations.AddConstraint(
+            "perm", models.UniqueConstraint(fields=("group", "page", "kind"), name="u_gpk")
+        ),
+    ]
+    assert findings(ops, permission(unique_together={("group", "page")})) == []
+
+
+def test_flags_a_partial_constraint_re_created_with_another_condition() -> None:
+    constraint = models.UniqueConstraint(
+        fields=("group", "page"), condition=models.Q(status="open"), name="u_open"
+    )
+    ops = [
+        migrations.RemoveConstraint("perm", "u_open"),
+        migrations.AddConstraint(
+            "perm",
+            models.UniqueConstraint(
+                fields=("group", "page"),
+                condition=models.Q(status__in=["open", "review"]),
+                name="u_open",
+            ),
+        ),
+    ]
+    assert [f.rule for f in findings(ops, permission(constraints=[constraint]))] == ["D201"]
+
+
+def test_flags_a_uniqueness_swap_in_a_non_atomic_migration() -> None:
+    ops = [
+        migrations.AlterUniqueTogether("perm", set()),
+        migrations.AddConstraint(
+            "perm", models.UniqueConstraint(fields=("group", "page", "kind"), name="u_gpk")
+        ),
+    ]
+    before = permission(unique_together={("group", "page", "kind")})
+    found = judge(ops, before, atomic=False, rules=DATA)
+    assert [f.rule for f in found] == ["D201"]
+
+
+def test_flags_a_uniqueness_dropped_by_an_earlier_migration_of_the_unit() -> None:
+    # Between two migrations the old release may write duplicates: only one transaction
+    # keeps them out.
+    op = migrations.AddConstraint(
+        "perm", models.UniqueConstraint(fields=("group", "page", "kind"), name="u_gpk")
+    )
+    before = permission(unique_together={("group", "page", "kind")})
+    found = findings([op], before, unit_before=[[migrations.AlterUniqueTogether("perm", set())]])
+    assert [f.rule for f in found] == ["D201"]
+
+
+# -- values an earlier data step wrote -------------------------------------------------------
+
+
+def rehash_emails(apps: Any, schema_editor: Any) -> None:
+    Customer = apps.get_model("shop", "Customer")
+    batch = []
+    for customer in Customer.objects.all():
+        customer.email = customer.email.lower()
+        batch.append(customer)
+    Customer.objects.bulk_update(batch, ["email"])
+
+
+def touch_nickname(apps: Any, schema_editor: Any) -> None:
+    Customer = apps.get_model("shop", "Customer")
+    Customer.objects.update(nickname=None)
+
+
+def test_informs_when_a_deployed_data_migration_wrote_the_key() -> None:
+    op = migrations.AlterField("customer", "email", models.EmailField(max_length=254, unique=True))
+    before = [*customer(), migrations.RunPython(rehash_emails, migrations.RunPython.noop)]
+    [finding] = only(findings([op], before), "D201")
+    assert finding.severity is Severity.INFO
+    assert "earlier data step" in finding.message
+
+
+def test_keeps_the_warning_when_the_earlier_data_migration_wrote_another_column() -> None:
+    op = migrations.AlterField("customer", "email", models.EmailField(max_length=254, unique=True))
+    before = [*customer(), migrations.RunPython(touch_nickname, migrations.RunPython.noop)]
+    [finding] = only(findings([op], before), "D201")
+    assert finding.severity is Severity.WARNING
+
+
+def test_informs_on_sql_unique_index_over_a_column_an_earlier_sql_update_wrote() -> None:
+    before = [*customer(), migrations.RunSQL("UPDATE shop_customer SET email = lower(email)")]
+    op = migrations.RunSQL("CREATE UNIQUE INDEX c_email ON shop_customer (email)")
+    [finding] = only(findings([op], before), "D201")
+    assert finding.severity is Severity.INFO

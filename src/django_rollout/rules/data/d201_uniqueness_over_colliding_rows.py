@@ -9,6 +9,7 @@ from django.db import migrations, models
 
 from django_rollout.findings import Finding, Severity
 from django_rollout.graph.context import OperationContext
+from django_rollout.graph.model import ModelKey, ModelView
 from django_rollout.rules.base import Rule
 from django_rollout.rules.data._schema import (
     Fill,
@@ -23,8 +24,75 @@ from django_rollout.rules.data._schema import (
     runsql_actions,
     size_note,
     table_ref,
+    touched_in_unit,
+    written_by_data_step,
 )
 from django_rollout.vendors.base import StatementKind as K
+
+# A unique key as it compares across a drop and a re-add: fields, condition, expressions,
+# and whether NULLs are distinct.
+_Key = tuple[frozenset[str], Any, tuple[Any, ...], bool]
+
+
+def _plain(fields: frozenset[str]) -> _Key:
+    return (fields, None, (), True)
+
+
+def _constraint_key(constraint: models.UniqueConstraint) -> _Key:
+    return (
+        frozenset(constraint.fields),
+        constraint.condition,
+        tuple(constraint.expressions),
+        constraint.nulls_distinct is not False,
+    )
+
+
+def _keys(model: ModelView) -> list[_Key]:
+    """Return every unique key of ``model``: unique fields, unique_together, constraints."""
+    keys = [_plain(frozenset({n})) for n, f in model.fields.items() if f.unique]
+    keys.extend(_plain(frozenset(t)) for t in model.options.get("unique_together") or ())
+    keys.extend(
+        _constraint_key(c)
+        for c in model.options.get("constraints") or ()
+        if isinstance(c, models.UniqueConstraint)
+    )
+    return keys
+
+
+def _held_at_start(start: Sequence[_Key], key: _Key) -> bool:
+    """Return True when the model kept ``key`` unique as the migration started: the same key,
+    or a plain unique key over some of its fields (the rows then cannot collide on more)."""
+    fields, condition, expressions, nulls_distinct = key
+    for held in start:
+        if held == key:
+            return True
+        held_fields, held_condition, held_expressions, held_distinct = held
+        if (
+            held_condition is None
+            and not held_expressions
+            and held_distinct
+            and held_fields <= fields
+            and nulls_distinct
+        ):
+            return True
+    return False
+
+
+def _null_in_existing_rows(ctx: OperationContext, name: str) -> bool:
+    """Return True when every row already in the table holds NULL in field ``name``: it was
+    added in the deploy unit, nullable with nothing to fill it, and no data step wrote it."""
+    if ctx.s0_field(name) is not None:
+        return False
+    added = added_in_this_migration(ctx, [name])
+    if added is not None:
+        return existing_fill(added[name]).fill is Fill.NULL
+    field = ctx.before.fields.get(name) if ctx.before is not None else None
+    if field is None or not field.null or existing_fill(field).fill is not Fill.NULL:
+        return False
+    # Added by an earlier migration of the unit: NULL unless a data step since wrote the table.
+    assert ctx.before is not None
+    return not touched_in_unit(ctx, ctx.key, ctx.before.db_table)
+
 
 _UNIQUE_SQL = (
     K.ADD_UNIQUE_CONSTRAINT,
@@ -47,9 +115,16 @@ class UniquenessOverCollidingRows(Rule):
     Flags, as a warning, uniqueness added over columns that existed in S0 (``AlterField``
     to ``unique=True``, ``AddConstraint(UniqueConstraint)``, ``AlterUniqueTogether``,
     RunSQL ``ADD CONSTRAINT ... UNIQUE`` / ``CREATE UNIQUE INDEX``, with or without
-    CONCURRENTLY): their values may hold duplicates. Stays silent for a nullable column
-    without a default (NULLs never collide unless ``nulls_distinct=False``), a volatile
-    ``db_default`` such as ``RandomUUID()`` (one value per row), columns already unique in S0,
+    CONCURRENTLY): their values may hold duplicates; that warning becomes info when a data
+    step walked before it (an earlier migration, deployed or not, or an earlier operation of
+    this one) writes one of the columns into existing rows: the team prepared the values.
+    Stays silent for a nullable column without a default (NULLs never collide unless
+    ``nulls_distinct=False``), also when it is one column of a set whose other columns existed
+    in S0 (every existing row holds NULL in the set), a volatile ``db_default`` such as
+    ``RandomUUID()`` (one value per row), columns already unique in S0, a uniqueness that an
+    atomic migration drops and re-adds unchanged (``unique_together`` turned into the same
+    ``UniqueConstraint``, a constraint re-created with the same fields and condition: the
+    rows were unique when the migration started and nothing else writes in between),
     tables created in the deploy unit, ``ADD CONSTRAINT ... UNIQUE USING INDEX`` (the
     index was already built) and the last step of the safe recipe: ``CREATE UNIQUE INDEX
     CONCURRENTLY`` as the database side of a ``SeparateDatabaseAndState`` whose state side
@@ -113,6 +188,17 @@ class UniquenessOverCollidingRows(Rule):
         "uniqueness is added over existing values of `{table}` ({columns}): any duplicate makes"
         " the migration fail with `could not create unique index ... is duplicated`{size}"
     )
+    prepared_message = (
+        "uniqueness is added over existing values of `{table}` ({columns}), which an earlier"
+        " data step wrote: unless it left no duplicates, the migration fails with `could not"
+        " create unique index ... is duplicated`{size}"
+    )
+
+    def __init__(self) -> None:
+        # The unique keys of each model as the judged migration found it (before its first
+        # operation on the model): operations are judged in order, so the first context seen
+        # for a model carries that state.
+        self._start: tuple[migrations.Migration, dict[ModelKey, list[_Key]]] | None = None
     help = (
         "Give each existing row its own value before adding the uniqueness, and check"
         " `{table}` ({columns}) for duplicates first"
@@ -132,7 +218,16 @@ class UniquenessOverCollidingRows(Rule):
         " and leaves an INVALID index to DROP.",
     )
 
+    def _remember_start(self, ctx: OperationContext) -> dict[ModelKey, list[_Key]]:
+        if self._start is None or self._start[0] is not ctx.migration:
+            self._start = (ctx.migration, {})
+        start = self._start[1]
+        if ctx.before is not None:
+            start.setdefault(ctx.before.key, _keys(ctx.before))
+        return start
+
     def check_operation(self, ctx: OperationContext) -> Iterable[Finding]:
+        start = self._remember_start(ctx)
         if not ctx.database:
             return
         op = ctx.operation
@@ -144,20 +239,23 @@ class UniquenessOverCollidingRows(Rule):
         if isinstance(op, migrations.AddField):
             yield from self._added(ctx, op.name, op.field)
             return
-        new_sets: list[UniqueSet] = []
+        new_sets: list[tuple[UniqueSet, _Key]] = []
         if isinstance(op, migrations.AlterField):
             old = ctx.before.fields.get(op.name)
             if op.field.unique and old is not None and not old.unique:
-                new_sets.append(UniqueSet(frozenset({op.name})))
+                names = frozenset({op.name})
+                new_sets.append((UniqueSet(names), _plain(names)))
         elif isinstance(op, migrations.AddConstraint) and isinstance(
             op.constraint, models.UniqueConstraint
         ):
-            new_sets.append(constraint_set(op.constraint))
+            new_sets.append((constraint_set(op.constraint), _constraint_key(op.constraint)))
         elif isinstance(op, migrations.AlterUniqueTogether):
             before = {frozenset(t) for t in ctx.before.options.get("unique_together") or ()}
             after = {frozenset(t) for t in ctx.after.options.get("unique_together") or ()}
-            new_sets.extend(UniqueSet(s) for s in after - before)
-        for unique in new_sets:
+            new_sets.extend((UniqueSet(s), _plain(s)) for s in after - before)
+        for unique, key in new_sets:
+            if ctx.atomic and _held_at_start(start.get(ctx.before.key, []), key):
+                continue  # dropped earlier in this transaction, re-added unchanged
             yield from self._over_existing(ctx, unique)
 
     def _added(
@@ -193,13 +291,15 @@ class UniquenessOverCollidingRows(Rule):
             column_of(f, ctx.before.fields[f]) if f in ctx.before.fields else f for f in fields
         )
         small = few_rows(ctx.unit, ctx.before.db_table, 1)
+        if unique.nulls_distinct and any(_null_in_existing_rows(ctx, f) for f in fields):
+            return  # every existing row has NULL in the set: none of them collide
         if any(ctx.s0_field(f) is not None for f in fields):
-            yield self._may(ctx, fields[0], columns, small)
+            yield self._may(ctx, fields[0], columns, small, fields=fields)
             return
         # Every column is new in the unit: what the rows hold depends on how they were added.
         added = added_in_this_migration(ctx, fields)
         if added is None:
-            yield self._may(ctx, fields[0], columns, small)
+            yield self._may(ctx, fields[0], columns, small, fields=fields)
             return
         fills = [existing_fill(added[f]) for f in fields]
         if any(f.fill is Fill.DISTINCT for f in fills):
@@ -218,7 +318,7 @@ class UniquenessOverCollidingRows(Rule):
                 size=size_note(small),
             )
             return
-        yield self._may(ctx, fields[0], columns, small)
+        yield self._may(ctx, fields[0], columns, small, fields=fields)
 
     def _may(
         self,
@@ -226,12 +326,19 @@ class UniquenessOverCollidingRows(Rule):
         field: str,
         columns: Sequence[str],
         small: int | None,
+        *,
+        key: ModelKey | None = None,
+        fields: Sequence[str] = (),
         **names: Any,
     ) -> Finding:
+        table = str(names.get("table") or (ctx.before.db_table if ctx.before else ""))
+        prepared = written_by_data_step(
+            ctx, key or ctx.key, table, fields or [field], opaque=False
+        )
         return self.finding(
             ctx,
-            severity=graded(Severity.WARNING, small),
-            message=self.may_message,
+            severity=Severity.INFO if prepared else graded(Severity.WARNING, small),
+            message=self.prepared_message if prepared else self.may_message,
             field=field,
             column=columns[0] if columns else "",
             columns=", ".join(columns),
@@ -270,6 +377,8 @@ class UniquenessOverCollidingRows(Rule):
                 ref.field_of(columns[0]) or columns[0],
                 columns,
                 small,
+                key=ref.key,
+                fields=[c for c in columns if c != "<expression>"],
                 table=ref.now.db_table,
                 model=ref.now.name,
             )
