@@ -223,3 +223,71 @@ def test_flags_runsql_check_without_not_valid() -> None:
 )
 def test_ignores_runsql_that_validates_no_existing_row(sql: str) -> None:
     assert findings([migrations.RunSQL(sql)], deployed()) == []
+
+
+# -- values an earlier data step wrote -------------------------------------------------------
+
+
+def clamp_prices(apps: Any, schema_editor: Any) -> None:
+    Product = apps.get_model("shop", "Product")
+    Product.objects.filter(price__lt=0).update(price=0)
+
+
+def restock(apps: Any, schema_editor: Any) -> None:
+    Product = apps.get_model("shop", "Product")
+    Product.objects.update(stock=0)
+
+
+def price_check() -> Operation:
+    return migrations.AddConstraint(
+        "product", models.CheckConstraint(condition=Q(price__gte=0), name="price_non_negative")
+    )
+
+
+@pytest.mark.parametrize(
+    "step",
+    [
+        migrations.RunPython(clamp_prices, migrations.RunPython.noop),
+        migrations.RunSQL("UPDATE shop_product SET price = 0 WHERE price < 0"),
+    ],
+    ids=["runpython", "runsql"],
+)
+def test_informs_when_an_earlier_data_migration_wrote_the_checked_column(step: Operation) -> None:
+    [finding] = findings([price_check()], [*deployed(), step])
+    assert (finding.rule, finding.severity) == ("D204", Severity.INFO)
+    assert "`price`" in finding.message and "earlier data step" in finding.message
+
+
+def test_informs_when_the_same_migration_wrote_the_checked_column_first() -> None:
+    ops = [migrations.RunPython(clamp_prices, migrations.RunPython.noop), price_check()]
+    [finding] = findings(ops, deployed())
+    assert (finding.rule, finding.severity) == ("D204", Severity.INFO)
+
+
+def test_informs_on_a_field_check_over_a_column_an_earlier_migration_wrote() -> None:
+    before = [*deployed(), migrations.RunPython(restock, migrations.RunPython.noop)]
+    op = migrations.AlterField("product", "stock", models.PositiveIntegerField())
+    [finding] = findings([op], before)
+    assert (finding.rule, finding.severity) == ("D204", Severity.INFO)
+
+
+def test_informs_on_sql_check_over_a_column_an_earlier_migration_wrote() -> None:
+    before = [*deployed(), migrations.RunPython(clamp_prices, migrations.RunPython.noop)]
+    op = migrations.RunSQL("ALTER TABLE shop_product ADD CONSTRAINT p CHECK (price >= 0)")
+    [finding] = findings([op], before)
+    assert (finding.rule, finding.severity) == ("D204", Severity.INFO)
+
+
+@pytest.mark.parametrize(
+    "step",
+    [
+        migrations.RunPython(restock, migrations.RunPython.noop),
+        migrations.RunSQL("UPDATE shop_product SET stock = 0"),
+    ],
+    ids=["runpython_other_column", "runsql_other_column"],
+)
+def test_keeps_the_warning_when_the_earlier_data_step_wrote_another_column(
+    step: Operation,
+) -> None:
+    [finding] = findings([price_check()], [*deployed(), step])
+    assert (finding.rule, finding.severity) == ("D204", Severity.WARNING)

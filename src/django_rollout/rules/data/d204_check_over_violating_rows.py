@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import operator
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from django.db import migrations, models
 
 from django_rollout.findings import Finding, Severity
 from django_rollout.graph.context import OperationContext
+from django_rollout.graph.model import ModelKey
 from django_rollout.rules.base import Rule
 from django_rollout.rules.data._schema import (
     Fill,
+    _pg_walk,
     added_in_this_migration,
     column_of,
     db_check,
@@ -23,6 +25,7 @@ from django_rollout.rules.data._schema import (
     runsql_actions,
     size_note,
     table_ref,
+    written_by_data_step,
 )
 from django_rollout.vendors.base import StatementKind as K
 
@@ -141,10 +144,12 @@ class CheckOverViolatingRows(Rule):
     without ``NOT VALID``. A check over columns added in the unit only is evaluated
     against the one value ``AddField`` gave existing rows (``Q(field__lookup=constant)``
     conditions): silent when that value passes, flagged when it fails or cannot be
-    evaluated. Stays silent for ``NOT VALID`` checks, ``VALIDATE CONSTRAINT`` (the second step
-    of the safe recipe) and tables created in the unit. With S0 row counts, an empty table
-    makes it info. Not covered: a check brought by ``AddField`` itself
-    (``PositiveIntegerField(default=-1)``).
+    evaluated. Info instead of a warning when a data step walked before it (an earlier
+    migration, deployed or not, or an earlier operation of this one) writes one of the
+    check's columns into existing rows: the team prepared the values. Stays silent for
+    ``NOT VALID`` checks, ``VALIDATE CONSTRAINT`` (the second step of the safe recipe) and
+    tables created in the unit. With S0 row counts, an empty table makes it info. Not
+    covered: a check brought by ``AddField`` itself (``PositiveIntegerField(default=-1)``).
 
     Why it breaks production
     ------------------------
@@ -206,6 +211,11 @@ class CheckOverViolatingRows(Rule):
         "CHECK {check} is validated over the existing rows of `{table}`: any row that violates"
         " it fails the migration with `check constraint ... is violated by some row`{size}"
     )
+    prepared_message = (
+        "CHECK {check} is validated over the existing rows of `{table}`, whose {columns} an"
+        " earlier data step wrote: any row it left violating the check fails the migration"
+        " with `check constraint ... is violated by some row`{size}"
+    )
     help = (
         "Add the check NOT VALID, fix the rows of `{table}` that violate it, then VALIDATE"
         " CONSTRAINT separately"
@@ -243,6 +253,7 @@ class CheckOverViolatingRows(Rule):
                 return
             yield self._finding(
                 ctx,
+                sorted(fields),
                 check=f"({show(condition)})",
                 constraint=constraint.name,
                 field=min(fields) if fields else "",
@@ -257,6 +268,7 @@ class CheckOverViolatingRows(Rule):
             column = column_of(op.name, op.field)
             yield self._finding(
                 ctx,
+                [op.name],
                 check=f"({new_check})",
                 constraint=f"{ctx.before.db_table}_{column}_check",
                 field=op.name,
@@ -275,11 +287,25 @@ class CheckOverViolatingRows(Rule):
         except _Unknown:
             return False
 
-    def _finding(self, ctx: OperationContext, **names: Any) -> Finding:
-        assert ctx.before is not None
-        small = few_rows(ctx.unit, ctx.before.db_table, 0)
+    def _finding(
+        self,
+        ctx: OperationContext,
+        fields: Sequence[str],
+        key: ModelKey | None = None,
+        **names: Any,
+    ) -> Finding:
+        table = str(names.get("table") or (ctx.before.db_table if ctx.before else ""))
+        small = few_rows(ctx.unit, table, 0)
+        prepared = [
+            f for f in fields if written_by_data_step(ctx, key or ctx.key, table, [f], opaque=False)
+        ]
         return self.finding(
-            ctx, severity=graded(self.severity, small), size=size_note(small), **names
+            ctx,
+            severity=Severity.INFO if prepared else graded(self.severity, small),
+            message=self.prepared_message if prepared else None,
+            columns=", ".join(f"`{f}`" for f in prepared),
+            size=size_note(small),
+            **names,
         )
 
     def _runsql(self, ctx: OperationContext) -> Iterable[Finding]:
@@ -291,13 +317,32 @@ class CheckOverViolatingRows(Rule):
                 continue
             if action.columns and all(ref.s0_field(ctx.unit, c) is None for c in action.columns):
                 continue  # an inline CHECK of a column added in the unit
-            small = few_rows(ctx.unit, ref.now.db_table, 0)
-            yield self.finding(
+            yield self._finding(
                 ctx,
-                severity=graded(self.severity, small),
+                action.columns or _expression_columns(action.value),
+                ref.key,
                 check=f"({action.value})" if action.value else "",
                 constraint=action.constraint_name or "<constraint>",
                 table=ref.now.db_table,
                 model=ref.now.name,
-                size=size_note(small),
             )
+
+
+def _expression_columns(expression: str | None) -> tuple[str, ...]:
+    """Return the columns a SQL boolean expression reads (``price >= 0`` -> ``price``)."""
+    if not expression:
+        return ()
+    import pglast
+    from pglast import ast as pg
+
+    try:
+        tree = pglast.parse_sql(f"SELECT {expression}")
+    except pglast.parser.ParseError:
+        return ()
+    columns: list[str] = []
+    for node in _pg_walk(tree):
+        if isinstance(node, pg.ColumnRef):
+            names = [f.sval for f in node.fields or () if isinstance(f, pg.String)]
+            if names:
+                columns.append(names[-1].lower())
+    return tuple(dict.fromkeys(columns))
