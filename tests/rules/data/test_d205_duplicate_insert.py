@@ -366,3 +366,173 @@ def test_ignores_runsql_that_cannot_duplicate(sql: str) -> None:
 def test_ignores_runsql_insert_into_table_created_in_the_unit() -> None:
     op = migrations.RunSQL("INSERT INTO shop_group (name) VALUES ('editors')")
     assert findings([op], unit_before=[[group_model()]]) == []
+
+
+# -- a key to clash on -----------------------------------------------------------------------
+
+
+def workflow_models() -> list[Operation]:
+    return [
+        migrations.CreateModel(
+            "Workflow",
+            [
+                ("id", models.AutoField(primary_key=True)),
+                ("name", models.CharField(max_length=255)),
+            ],
+        ),
+        migrations.CreateModel(
+            "WorkflowTask",
+            [
+                ("id", models.AutoField(primary_key=True)),
+                ("workflow", models.ForeignKey("shop.Workflow", models.CASCADE)),
+                ("task", models.IntegerField()),
+            ],
+            options={"unique_together": {("workflow", "task")}},
+        ),
+        migrations.CreateModel(
+            "Page",
+            [
+                ("id", models.AutoField(primary_key=True)),
+                ("path", models.CharField(max_length=255, unique=True)),
+            ],
+        ),
+        migrations.CreateModel(
+            "HomePage",
+            [
+                (
+                    "page_ptr",
+                    models.OneToOneField(
+                        "shop.Page",
+                        models.CASCADE,
+                        parent_link=True,
+                        auto_created=True,
+                        primary_key=True,
+                        serialize=False,
+                    ),
+                ),
+            ],
+            bases=("shop.page",),
+        ),
+        migrations.CreateModel(
+            "Note",
+            [
+                ("id", models.UUIDField(primary_key=True)),
+                ("text", models.TextField()),
+            ],
+        ),
+    ]
+
+
+def add_workflow(apps: Any, schema_editor: Any) -> None:
+    Workflow = apps.get_model("shop", "Workflow")
+    Workflow.objects.create(name="Moderators approval")
+
+
+def add_workflow_objects(apps: Any, schema_editor: Any) -> None:
+    Workflow = apps.get_model("shop", "Workflow")
+    Workflow.objects.bulk_create([Workflow(name=n) for n in ("a", "b")])
+    Workflow(name="c").save()
+
+
+def add_workflow_with_id(apps: Any, schema_editor: Any) -> None:
+    Workflow = apps.get_model("shop", "Workflow")
+    Workflow.objects.create(id=1, name="Moderators approval")
+
+
+def copy_workflows_with_ids(apps: Any, schema_editor: Any) -> None:
+    Workflow = apps.get_model("shop", "Workflow")
+    Workflow.objects.bulk_create([Workflow(pk=i, name=str(i)) for i in range(3)])
+
+
+def add_workflow_and_task(apps: Any, schema_editor: Any) -> None:
+    Workflow = apps.get_model("shop", "Workflow")
+    WorkflowTask = apps.get_model("shop", "WorkflowTask")
+    workflow = Workflow.objects.create(name="Moderators approval")
+    WorkflowTask.objects.create(workflow=workflow, task=1)
+    WorkflowTask.objects.create(workflow_id=workflow.pk, task=2)
+
+
+def add_task_to_existing_workflow(apps: Any, schema_editor: Any) -> None:
+    Workflow = apps.get_model("shop", "Workflow")
+    WorkflowTask = apps.get_model("shop", "WorkflowTask")
+    workflow = Workflow.objects.get(name="Moderators approval")
+    WorkflowTask.objects.create(workflow=workflow, task=1)
+
+
+def add_task_before_workflow(apps: Any, schema_editor: Any) -> None:
+    Workflow = apps.get_model("shop", "Workflow")
+    WorkflowTask = apps.get_model("shop", "WorkflowTask")
+    workflow = Workflow.objects.first()
+    WorkflowTask.objects.create(workflow=workflow, task=1)
+    workflow = Workflow.objects.create(name="later")
+
+
+def add_home_page(apps: Any, schema_editor: Any) -> None:
+    HomePage = apps.get_model("shop", "HomePage")
+    HomePage.objects.create(path="00010001")
+
+
+def add_note(apps: Any, schema_editor: Any) -> None:
+    Note = apps.get_model("shop", "Note")
+    Note.objects.create(id="6c3c1a43-1a7e-4d8e-9a44-0c3a6b9f1d11", text="hi")
+
+
+def _run(code: Callable[..., None]) -> list[Finding]:
+    return findings([migrations.RunPython(code, migrations.RunPython.noop)], workflow_models())
+
+
+@pytest.mark.parametrize(
+    "code", [add_workflow, add_workflow_objects], ids=["create", "bulk_create_and_save"]
+)
+def test_ignores_inserts_into_a_table_without_a_key_beyond_its_automatic_pk(
+    code: Callable[..., None],
+) -> None:
+    assert _run(code) == []
+
+
+@pytest.mark.parametrize(
+    "code", [add_workflow_with_id, copy_workflows_with_ids], ids=["create_id", "bulk_create_pk"]
+)
+def test_flags_inserts_that_set_the_primary_key(code: Callable[..., None]) -> None:
+    found = _run(code)
+    assert [f.rule for f in found] and {f.rule for f in found} == {"D205"}
+    assert all("`id`" in f.message for f in found)
+
+
+def test_ignores_a_child_keyed_by_a_row_the_same_function_inserted() -> None:
+    assert _run(add_workflow_and_task) == []
+
+
+@pytest.mark.parametrize(
+    "code",
+    [add_task_to_existing_workflow, add_task_before_workflow],
+    ids=["looked_up_parent", "parent_rebound_after"],
+)
+def test_flags_a_child_keyed_by_a_row_that_may_exist(code: Callable[..., None]) -> None:
+    [finding] = _run(code)
+    assert finding.rule == "D205" and "`task`" in finding.message
+
+
+def test_flags_a_multi_table_child_whose_parent_has_a_unique_field() -> None:
+    [finding] = _run(add_home_page)
+    assert finding.rule == "D205" and "`path`" in finding.message
+
+
+def test_flags_an_insert_into_a_table_whose_primary_key_is_not_generated() -> None:
+    [finding] = _run(add_note)
+    assert finding.rule == "D205"
+
+
+@pytest.mark.parametrize(
+    ("sql", "fires"),
+    [
+        ("INSERT INTO shop_workflow (name) VALUES ('a')", False),
+        ("INSERT INTO shop_workflow (id, name) VALUES (1, 'a')", True),
+        ("INSERT INTO shop_workflow VALUES (1, 'a')", True),
+        ("INSERT INTO shop_page (path) VALUES ('0001')", True),
+    ],
+    ids=["no_key", "explicit_id", "no_column_list", "unique_column"],
+)
+def test_judges_sql_inserts_by_their_key(sql: str, fires: bool) -> None:
+    found = findings([migrations.RunSQL(sql)], workflow_models())
+    assert [f.rule for f in found] == (["D205"] if fires else [])

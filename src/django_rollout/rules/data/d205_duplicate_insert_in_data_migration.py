@@ -2,21 +2,25 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import ast
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 from django.db import migrations
+from django.db.models.fields import AutoFieldMixin
 
 from django_rollout.findings import Finding, Location, Severity
-from django_rollout.graph.context import OperationContext
-from django_rollout.graph.model import ModelKey
+from django_rollout.graph.context import OperationContext, Unit
+from django_rollout.graph.model import ModelKey, ModelView, column_name, related_key
 from django_rollout.graph.source import relative
 from django_rollout.rules.base import Rule
-from django_rollout.rules.data._runpython import forward_facts
+from django_rollout.rules.data._runpython import Insert, forward_facts
 from django_rollout.rules.data._schema import (
     earlier_operations,
     insert_handles_conflicts,
     runsql_actions,
     table_ref,
+    unique_sets,
     walk_operations,
 )
 from django_rollout.vendors.base import StatementKind as K
@@ -27,12 +31,21 @@ class DuplicateInsertInDataMigration(Rule):
 
     What it does
     ------------
-    Flags ``RunPython`` forward code that inserts with no conflict handling:
+    Flags, when the inserted rows can clash on a key, ``RunPython`` forward code that inserts
+    with no conflict handling:
     ``Model.objects.create(...)``, ``bulk_create(...)`` without ``ignore_conflicts=True`` /
     ``update_conflicts=True``, or ``Model(...)`` then ``.save()`` (without an explicit
     ``pk``, which makes ``save()`` an UPDATE-or-INSERT), on a model looked up with a
     literal ``apps.get_model("app", "Model")``; and RunSQL ``INSERT`` into a table of S0
-    without ``ON CONFLICT`` or a ``WHERE NOT EXISTS`` guard. It fires when the table is in
+    without ``ON CONFLICT`` or a ``WHERE NOT EXISTS`` guard. A clash needs a key: the model
+    (or a multi-table parent it inserts into) has a uniqueness beyond its automatic primary
+    key (a unique field or one-to-one, ``unique_together``, a ``UniqueConstraint``, a
+    primary key that is not generated), or the insert sets the primary key itself
+    (``create(id=1, ...)``, an ``INSERT`` naming the key column or no columns). Without one
+    nothing can fail: the rule stays silent, as it does for an insert whose every key
+    includes a row the same function inserted before it (``workflow =
+    Workflow.objects.create(...)``, then ``WorkflowTask.objects.create(workflow=workflow,
+    ...)``: that key cannot exist yet). It fires when the table is in
     S0 (the old release writes it while the migration runs), or when it was created earlier
     in the deploy unit or in a non-atomic migration: between the two steps the new release's
     start-up code (``AppConfig.ready()``, which also runs when ``manage.py migrate`` starts)
@@ -49,12 +62,12 @@ class DuplicateInsertInDataMigration(Rule):
 
     Why it breaks production
     ------------------------
-    The rows are already there: with a unique key the migration fails with
+    The rows are already there, and the key rejects the copy: the migration fails with
     ``duplicate key value violates unique constraint`` (django-constance's copy into its new
-    table collided with the keys the new release wrote at start-up); without one, rows are
-    silently duplicated (two "editors" groups, two default settings rows) and later
-    ``get()`` calls raise ``MultipleObjectsReturned``. A retried half-run copies everything
-    twice.
+    table collided with the keys the new release wrote at start-up), and the deploy stops.
+    A retried half-run fails the same way on the rows its first run committed. (Without a
+    key the insert succeeds and the rows are duplicated: a data-quality matter, not a failed
+    deploy, and not reported.)
 
     Example
     -------
@@ -97,9 +110,9 @@ class DuplicateInsertInDataMigration(Rule):
     name = "duplicate-insert-in-data-migration"
     severity = Severity.WARNING
     message = (
-        "`{call}` inserts into `{table}`, which {writers} may already have written: the"
-        " migration fails with `duplicate key value violates unique constraint`, or the rows"
-        " are duplicated"
+        "`{call}` inserts into `{table}`, which {writers} may already have written: a row"
+        " with the same {key} fails the migration with `duplicate key value violates unique"
+        " constraint`"
     )
     absorbed_message = (
         "`{call}` swallows `IntegrityError` inside the migration's transaction: on PostgreSQL"
@@ -142,6 +155,9 @@ class DuplicateInsertInDataMigration(Rule):
             model = ctx.unit.model_now(insert.key)
             if writers is None or model is None:
                 continue
+            keys = clashing_keys(ctx.unit, model, insert.rows)
+            if not keys or all(_fresh_in_every_row(k, insert) for k in keys):
+                continue
             # Swallowing the clash works only where a failed statement does not poison the
             # transaction: outside one (non-atomic), or on a vendor that keeps it usable.
             if insert.absorbed and not (ctx.atomic and ctx.unit.vendor == "postgresql"):
@@ -151,6 +167,7 @@ class DuplicateInsertInDataMigration(Rule):
                 message=self.absorbed_message if insert.absorbed else None,
                 call=insert.call,
                 writers=writers,
+                key=_shown(keys),
                 model=model.name,
                 table=model.db_table,
                 location=Location(relative(facts.path), insert.line),
@@ -177,11 +194,114 @@ class DuplicateInsertInDataMigration(Rule):
             ref = table_ref(ctx.unit, action.table)
             if ref is None:
                 continue
+            keys = sql_clashing_keys(ctx.unit, ref.now, action.columns)
+            if not keys:
+                continue
             call = " ".join(action.sql.split())
             yield self.finding(
                 ctx,
                 call=call if len(call) <= 60 else call[:57] + "...",
+                key=_shown(keys),
                 writers="the release still serving, start-up code or an earlier half-run",
                 model=ref.now.name,
                 table=ref.now.db_table,
             )
+
+
+def _pk(model: ModelView) -> tuple[str | None, Any]:
+    for name, field in model.fields.items():
+        if getattr(field, "primary_key", False):
+            return name, field
+    return None, None  # Django adds an automatic ``id``
+
+
+def _generated(field: Any) -> bool:
+    """Return True for a primary key the database or the parent row fills: an auto field or
+    a multi-table child's link to its parent (``page_ptr``)."""
+    if field is None or isinstance(field, AutoFieldMixin):
+        return True
+    return bool(getattr(getattr(field, "remote_field", None), "parent_link", False))
+
+
+def _lineage(unit: Unit, model: ModelView) -> list[ModelView]:
+    """Return the model and the multi-table parents an insert into it writes too."""
+    chain = [model]
+    seen = {model.key}
+    while True:
+        _, pk = _pk(chain[-1])
+        if pk is None or not _generated(pk) or isinstance(pk, AutoFieldMixin):
+            return chain
+        parent_key = related_key(pk, chain[-1].key[0])
+        parent = unit.model_now(parent_key) if parent_key is not None else None
+        if parent is None or parent.key in seen:
+            return chain
+        seen.add(parent.key)
+        chain.append(parent)
+
+
+def clashing_keys(
+    unit: Unit, model: ModelView, rows: Sequence[Mapping[str, ast.expr]] | None
+) -> list[frozenset[str]]:
+    """Return the unique keys (field names) an insert into ``model`` can clash on: every
+    uniqueness of the model and its multi-table parents except a generated primary key, and
+    that key too when a row sets it. ``rows`` None (not spelled out) sets no key we can see."""
+    keys: list[frozenset[str]] = []
+    for each in _lineage(unit, model):
+        pk_name, pk = _pk(each)
+        auto = _generated(pk)
+        for unique in unique_sets(each):
+            if auto and unique.fields == frozenset({pk_name}):
+                continue
+            keys.append(unique.fields)
+        if auto and rows and each is model:
+            names = {"pk", pk_name or "id", f"{pk_name or 'id'}_id"}
+            if any(names & set(row) for row in rows):
+                keys.append(frozenset({pk_name or "id"}))
+    return keys
+
+
+def sql_clashing_keys(
+    unit: Unit, model: ModelView, columns: Sequence[str]
+) -> list[frozenset[str]]:
+    """Return the unique keys a SQL INSERT into ``model`` can clash on (no column list means
+    every column, the primary key included)."""
+    keys: list[frozenset[str]] = []
+    pk_name, pk = _pk(model)
+    auto = _generated(pk)
+    for unique in unique_sets(model):
+        if auto and unique.fields == frozenset({pk_name}):
+            continue
+        keys.append(unique.fields)
+    pk_column = column_name(pk_name, pk) if pk_name and pk is not None else "id"
+    if auto and (not columns or (pk_column or "id").lower() in {c.lower() for c in columns}):
+        keys.append(frozenset({pk_name or "id"}))
+    return keys
+
+
+def _value(row: Mapping[str, ast.expr], name: str) -> ast.expr | None:
+    for spelled in (name, f"{name}_id", "pk" if name == "id" else ""):
+        if spelled and spelled in row:
+            return row[spelled]
+    return None
+
+
+def _is_fresh(value: ast.expr | None, fresh: Mapping[str, int]) -> bool:
+    """Return True for ``x``, ``x.pk`` or ``x.id`` where ``x`` holds a row inserted earlier."""
+    if isinstance(value, ast.Attribute) and value.attr in ("pk", "id"):
+        value = value.value
+    return isinstance(value, ast.Name) and value.id in fresh
+
+
+def _fresh_in_every_row(key: frozenset[str], insert: Insert) -> bool:
+    """Return True when, in every row the insert writes, some field of ``key`` holds a row
+    this function inserted before: that key value cannot exist anywhere yet."""
+    if not insert.rows or not insert.fresh:
+        return False
+    return all(any(_is_fresh(_value(row, f), insert.fresh) for f in key) for row in insert.rows)
+
+
+def _shown(keys: Sequence[frozenset[str]]) -> str:
+    shown = [
+        "(" + ", ".join(f"`{f}`" for f in sorted(k)) + ")" for k in dict.fromkeys(keys)
+    ]
+    return "key " + " or ".join(shown[:3]) + (" ..." if len(shown) > 3 else "")
