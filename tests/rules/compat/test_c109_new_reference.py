@@ -9,6 +9,7 @@ import pytest
 from django.db import migrations, models
 from django.db.migrations.operations.base import Operation
 
+from django_rollout.findings import Severity
 from django_rollout.rules.compat.c101_not_null_column_without_db_default import (
     NotNullColumnWithoutDbDefault,
 )
@@ -244,3 +245,87 @@ def test_recipe_names_the_target_table() -> None:
     (finding,) = judge([review(RELATIONS["foreign_key"]())], deployed("char"), rules=COMPAT)
     assert any('REFERENCES "shop_product"' in step for step in finding.recipe)
     assert "db_constraint=False" in finding.help
+
+
+# -- graded by how soon rows reference parents -----------------------------------------------
+
+
+def c109(operations: Sequence[Operation], before: Sequence[Operation], **kw: Any) -> list[str]:
+    found = judge(operations, before, rules=COMPAT, **kw)
+    return [f.severity.name for f in found if f.rule == "C109"]
+
+
+@pytest.mark.parametrize("kind", sorted(RELATIONS))
+def test_informs_on_a_new_model_its_rows_come_only_from_the_new_release(kind: str) -> None:
+    findings = judge([review(RELATIONS[kind]())], deployed("char"), rules=COMPAT)
+    assert [(f.rule, f.severity) for f in findings] == [("C109", Severity.INFO)]
+    assert "only if the new release writes" in findings[0].message
+
+
+@pytest.mark.parametrize(
+    "field",
+    [
+        lambda: models.ForeignKey("shop.category", models.CASCADE, null=True),
+        lambda: models.ForeignKey("shop.category", models.SET_NULL, null=True, default=None),
+        lambda: models.OneToOneField("shop.category", models.CASCADE, null=True),
+        lambda: models.ManyToManyField("shop.category"),
+    ],
+    ids=["nullable_fk", "nullable_fk_default_none", "nullable_one_to_one", "many_to_many"],
+)
+def test_informs_on_a_new_column_existing_rows_hold_null_in(
+    field: Callable[[], models.Field[Any, Any]],
+) -> None:
+    op = migrations.AddField("product", "main", field())
+    assert c109([op], deployed("char")) and set(c109([op], deployed("char"))) == {"INFO"}
+
+
+@pytest.mark.parametrize(
+    "field",
+    [
+        lambda: models.ForeignKey("shop.category", models.CASCADE, default=1),
+        lambda: models.ForeignKey("shop.category", models.CASCADE, null=True, default=1),
+        lambda: models.ForeignKey("shop.category", models.CASCADE, db_default=1),
+        lambda: models.OneToOneField("shop.category", models.CASCADE, default=1),
+    ],
+    ids=["fk_default", "nullable_fk_default", "fk_db_default", "one_to_one_default"],
+)
+def test_warns_on_a_new_column_that_fills_existing_rows(
+    field: Callable[[], models.Field[Any, Any]],
+) -> None:
+    op = migrations.AddField("product", "main", field())
+    assert c109([op], deployed("char")) == ["WARNING"]
+
+
+def test_informs_on_a_column_with_a_default_added_to_a_table_new_in_the_unit() -> None:
+    ops = [
+        migrations.CreateModel("Box", [("id", models.BigAutoField(primary_key=True))]),
+        migrations.AddField(
+            "box", "main", models.ForeignKey("shop.category", models.CASCADE, default=1)
+        ),
+    ]
+    assert c109(ops, deployed("char")) == ["INFO"]
+
+
+def test_warns_when_an_existing_column_becomes_a_foreign_key() -> None:
+    before = [
+        migrations.CreateModel("Category", [("id", models.BigAutoField(primary_key=True))]),
+        migrations.CreateModel(
+            "Product",
+            [
+                ("id", models.BigAutoField(primary_key=True)),
+                ("main", models.BigIntegerField(null=True, db_column="main_id")),
+            ],
+        ),
+    ]
+    op = migrations.AlterField(
+        "product", "main", models.ForeignKey("shop.category", models.CASCADE, null=True)
+    )
+    assert c109([op], before) == ["WARNING"]
+
+
+def test_informs_when_a_column_added_earlier_in_the_unit_becomes_a_foreign_key() -> None:
+    earlier = [migrations.AddField("product", "main", models.BigIntegerField(null=True))]
+    op = migrations.AlterField(
+        "product", "main", models.ForeignKey("shop.category", models.CASCADE, null=True)
+    )
+    assert c109([op], deployed("char"), unit_before=[earlier]) == ["INFO"]

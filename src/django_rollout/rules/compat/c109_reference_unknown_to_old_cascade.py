@@ -10,7 +10,13 @@ from django.db import migrations, models
 
 from django_rollout.findings import Finding, Severity
 from django_rollout.graph.context import OperationContext
-from django_rollout.graph.model import ModelKey, ModelView, column_name, related_key
+from django_rollout.graph.model import (
+    ModelKey,
+    ModelView,
+    column_name,
+    has_db_default,
+    related_key,
+)
 from django_rollout.rules.base import Rule
 from django_rollout.rules.compat._s0 import is_auto_m2m, join_table, related_target
 
@@ -27,6 +33,10 @@ class Reference:
     column: str
     target: ModelView
     field: str
+    # Rows referencing parents exist as soon as the migration commits (existing rows filled
+    # by a default, an existing column given a constraint), not only once the new release
+    # writes some.
+    immediate: bool = False
 
 
 def enforced_by_database(field: models.Field[Any, Any]) -> bool:
@@ -61,7 +71,13 @@ class ReferenceUnknownToOldCascade(Rule):
     turned on: its Collector knows the children), and for state-only operations. It cannot
     know whether the old release ever deletes rows of the target table: every new model with
     a foreign key to ``auth.User`` is flagged, because deleting a user is exactly the delete
-    that breaks.
+    that breaks. Graded by how soon child rows exist: a warning where rows referencing parent
+    rows exist as soon as the migration runs (``AddField`` of a foreign key or one-to-one
+    with a non-NULL ``default``/``db_default`` on a table of S0, whose existing rows all get
+    it; ``AlterField`` turning an existing column of S0, with its values, into a foreign
+    key); info otherwise (a new model's table, a new nullable column without a default, a
+    new many-to-many join table), where the child rows appear only when the new release
+    writes them.
 
     Why it breaks production
     ------------------------
@@ -70,23 +86,29 @@ class ReferenceUnknownToOldCascade(Rule):
     reference, so while it still serves, deleting a parent row that the new release already
     refers to leaves the child row in place, and the deferred constraint rejects the whole
     transaction at commit: ``IntegrityError: update or delete on table "..." violates foreign
-    key constraint "..." on table "..."``.
+    key constraint "..." on table "..."``. Where the migration itself fills the reference
+    (a default on existing rows, an existing column), any parent the old release deletes
+    can hit it; where only new code writes child rows, the delete fails only for a parent
+    the new release referenced while the old release still serves.
 
     Example
     -------
     ```python
     before = [
+        migrations.CreateModel("Category", [
+            ("id", models.BigAutoField(primary_key=True)),
+            ("name", models.CharField(max_length=100)),
+        ]),
         migrations.CreateModel("Product", [
             ("id", models.BigAutoField(primary_key=True)),
             ("name", models.CharField(max_length=100)),
         ]),
     ]
+    # Every existing product now references category 1 as soon as the migration commits.
     operations = [
-        migrations.CreateModel("Review", [
-            ("id", models.BigAutoField(primary_key=True)),
-            ("rating", models.PositiveSmallIntegerField()),
-            ("product", models.ForeignKey("shop.product", models.CASCADE)),
-        ]),
+        migrations.AddField(
+            "product", "category", models.ForeignKey("shop.category", models.CASCADE, default=1)
+        ),
     ]
     ```
 
@@ -94,19 +116,23 @@ class ReferenceUnknownToOldCascade(Rule):
     -----------
     ```python
     before = [
+        migrations.CreateModel("Category", [
+            ("id", models.BigAutoField(primary_key=True)),
+            ("name", models.CharField(max_length=100)),
+        ]),
         migrations.CreateModel("Product", [
             ("id", models.BigAutoField(primary_key=True)),
             ("name", models.CharField(max_length=100)),
         ]),
     ]
-    # No constraint while the old release can delete products; add it (NOT VALID, then
+    # No constraint while the old release can delete categories; add it (NOT VALID, then
     # VALIDATE) in the next release.
     operations = [
-        migrations.CreateModel("Review", [
-            ("id", models.BigAutoField(primary_key=True)),
-            ("rating", models.PositiveSmallIntegerField()),
-            ("product", models.ForeignKey("shop.product", models.CASCADE, db_constraint=False)),
-        ]),
+        migrations.AddField(
+            "product",
+            "category",
+            models.ForeignKey("shop.category", models.CASCADE, default=1, db_constraint=False),
+        ),
     ]
     ```
     """
@@ -118,6 +144,12 @@ class ReferenceUnknownToOldCascade(Rule):
         "`{table}`.`{column}` references `{target_table}`, but the old release's delete"
         " cascade does not know it: its deletes of referenced `{target_table}` rows fail at"
         " commit with `violates foreign key constraint`"
+    )
+    later_message = (
+        "`{table}`.`{column}` references `{target_table}`, but the old release's delete"
+        " cascade does not know it: its delete of a `{target_table}` row fails at commit with"
+        " `violates foreign key constraint` only if the new release writes `{table}` rows"
+        " referencing it while the old release still deletes parents"
     )
     help = (
         "Create `{field}` with `db_constraint=False` in this release; add the constraint in"
@@ -140,6 +172,8 @@ class ReferenceUnknownToOldCascade(Rule):
         for ref in self._references(ctx):
             yield self.finding(
                 ctx,
+                severity=self.severity if ref.immediate else Severity.INFO,
+                message=None if ref.immediate else self.later_message,
                 table=ref.table,
                 column=ref.column,
                 target_table=ref.target.db_table,
@@ -156,7 +190,8 @@ class ReferenceUnknownToOldCascade(Rule):
             for name, field in op.fields:
                 yield from self._field(ctx, model, name, field, source_in_s0=False)
         elif isinstance(op, migrations.AddField):
-            yield from self._field(ctx, model, op.name, op.field, ctx.table_in_s0)
+            filled = ctx.table_in_s0 and _fills_existing_rows(op.field)
+            yield from self._field(ctx, model, op.name, op.field, ctx.table_in_s0, filled)
         elif isinstance(op, migrations.AlterField):
             if not has_constraint(op.field):
                 return
@@ -166,7 +201,8 @@ class ReferenceUnknownToOldCascade(Rule):
                 return  # the same constraint, kept (or re-created) by the alteration
             if self._known_to_old_release(ctx, op.name, target):
                 return
-            yield from self._field(ctx, model, op.name, op.field, source_in_s0=False)
+            existing = ctx.table_in_s0 and ctx.s0_field(op.name) is not None
+            yield from self._field(ctx, model, op.name, op.field, False, existing)
 
     def _known_to_old_release(
         self, ctx: OperationContext, name: str, target: ModelKey | None
@@ -195,6 +231,7 @@ class ReferenceUnknownToOldCascade(Rule):
         name: str,
         field: models.Field[Any, Any],
         source_in_s0: bool,
+        immediate: bool = False,
     ) -> Iterator[Reference]:
         if not field.is_relation or enforced_by_database(field):
             return
@@ -218,4 +255,11 @@ class ReferenceUnknownToOldCascade(Rule):
         stored = column_name(name, field)
         if target is None or stored is None:
             return
-        yield Reference(model.db_table, stored, target, name)
+        yield Reference(model.db_table, stored, target, name, immediate)
+
+
+def _fills_existing_rows(field: models.Field[Any, Any]) -> bool:
+    """Return True when ``AddField`` gives every existing row a non-NULL value."""
+    if has_db_default(field):
+        return getattr(field, "db_default", None) is not None
+    return field.has_default() and field.default is not None
