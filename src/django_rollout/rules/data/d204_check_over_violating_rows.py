@@ -342,7 +342,7 @@ def _expression_columns(expression: str | None) -> tuple[str, ...]:
     columns: list[str] = []
     for node in _pg_walk(tree):
         if isinstance(node, pg.ColumnRef):
-            names = [f.sval for f in node.fields or () if isinstance(f, pg.String)]
+            names = [str(f.sval) for f in node.fields or () if isinstance(f, pg.String)]
             if names:
                 columns.append(names[-1].lower())
     return tuple(dict.fromkeys(columns))
