@@ -536,3 +536,44 @@ def test_flags_an_insert_into_a_table_whose_primary_key_is_not_generated() -> No
 def test_judges_sql_inserts_by_their_key(sql: str, fires: bool) -> None:
     found = findings([migrations.RunSQL(sql)], workflow_models())
     assert [f.rule for f in found] == (["D205"] if fires else [])
+
+
+def add_task_to_new_workflow_after_lookup(apps: Any, schema_editor: Any) -> None:
+    Workflow = apps.get_model("shop", "Workflow")
+    WorkflowTask = apps.get_model("shop", "WorkflowTask")
+    workflow = Workflow.objects.filter(name="approval").first()
+    if not workflow:
+        workflow = Workflow.objects.create(name="approval")
+        WorkflowTask.objects.create(workflow=workflow, task=1)
+
+
+def add_task_after_a_branch_insert(apps: Any, schema_editor: Any) -> None:
+    Workflow = apps.get_model("shop", "Workflow")
+    WorkflowTask = apps.get_model("shop", "WorkflowTask")
+    workflow = Workflow.objects.filter(name="approval").first()
+    if not workflow:
+        workflow = Workflow.objects.create(name="approval")
+    WorkflowTask.objects.create(workflow=workflow, task=1)
+
+
+def add_task_per_loop_variable(apps: Any, schema_editor: Any) -> None:
+    Workflow = apps.get_model("shop", "Workflow")
+    WorkflowTask = apps.get_model("shop", "WorkflowTask")
+    workflow = Workflow.objects.create(name="approval")
+    for workflow in Workflow.objects.all():
+        WorkflowTask.objects.create(workflow=workflow, task=1)
+
+
+def test_ignores_a_child_of_a_row_inserted_in_the_same_branch_after_a_lookup() -> None:
+    assert _run(add_task_to_new_workflow_after_lookup) == []
+
+
+@pytest.mark.parametrize(
+    "code",
+    [add_task_after_a_branch_insert, add_task_per_loop_variable],
+    ids=["insert_in_one_branch_only", "loop_variable_shadows"],
+)
+def test_flags_a_child_whose_parent_variable_may_hold_an_existing_row(
+    code: Callable[..., None],
+) -> None:
+    assert [f.rule for f in _run(code)] == ["D205"]

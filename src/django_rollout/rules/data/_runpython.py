@@ -255,7 +255,6 @@ class _Reader:
         self.saved: set[str] = set()
         self.bulk_updated: dict[ModelKey, set[str]] = {}
         self.instance_rows: dict[str, Mapping[str, ast.expr] | None] = {}
-        self.fresh: dict[str, int] = {}  # variable -> line of the insert that bound it
 
     def line(self, node: ast.AST) -> int:
         return (self.facts.first_line or 1) + getattr(node, "lineno", 1) - 1
@@ -284,7 +283,6 @@ class _Reader:
                 target = node.targets[0]
                 if isinstance(target, ast.Name) and isinstance(node.value, ast.Call):
                     self._bind_row(target.id, node.value)
-        self._bind_fresh()
         for node in ast.walk(self.tree):
             if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
                 self._call(node)
@@ -297,26 +295,55 @@ class _Reader:
     def _write(self, key: ModelKey, name: str | None) -> None:
         self.facts.written.setdefault(key, set()).add(name or ANY_FIELD)
 
-    def _bind_fresh(self) -> None:
-        """Find variables bound only to rows this function inserts (``x = M.objects.create()``,
-        ``x = M(...)``): a key holding one cannot exist anywhere before the insert."""
-        fresh: dict[str, int] = {}
-        fresh_targets: set[ast.AST] = set()
-        for node in ast.walk(self.tree):
-            if isinstance(node, ast.Assign) and len(node.targets) == 1:
-                target = node.targets[0]
-                if isinstance(target, ast.Name) and self._creates(node.value):
-                    fresh.setdefault(target.id, self.line(node))
-                    fresh_targets.add(target)
-        # A name also bound to anything else (a lookup, a loop variable) is not known fresh.
-        other = {
-            node.id
-            for node in ast.walk(self.tree)
-            if isinstance(node, ast.Name)
-            and isinstance(node.ctx, ast.Store)
-            and node not in fresh_targets
+    def _fresh_names(
+        self, node: ast.AST, rows: tuple[Mapping[str, ast.expr], ...] | None
+    ) -> dict[str, int]:
+        """Return the variables the insert at ``node`` reads that hold, at that point, a row
+        this function inserted (``x = M.objects.create(...)`` is their nearest binding):
+        a key holding one cannot exist anywhere before the insert."""
+        names = {
+            n.id
+            for row in rows or ()
+            for value in row.values()
+            for n in ast.walk(value)
+            if isinstance(n, ast.Name)
         }
-        self.fresh = {name: line for name, line in fresh.items() if name not in other}
+        fresh: dict[str, int] = {}
+        for name in names:
+            line = self._bound_by_insert(node, name)
+            if line is not None:
+                fresh[name] = line
+        return fresh
+
+    def _bound_by_insert(self, node: ast.AST, name: str) -> int | None:
+        """Return the line of the insert ``name`` was last bound to before ``node``, or None
+        when its nearest binding is anything else (a lookup, a loop variable, a branch)."""
+        child = node
+        parent = self.parents.get(node)
+        while parent is not None and not isinstance(parent, ast.Lambda):
+            if _binds_around(parent, name):
+                return None  # a loop variable, ``with ... as``, ``except ... as``
+            for attr in ("body", "orelse", "finalbody"):
+                block = getattr(parent, attr, None)
+                if not isinstance(block, list) or child not in block:
+                    continue
+                for stmt in reversed(block[: block.index(child)]):
+                    if (
+                        isinstance(stmt, ast.Assign)
+                        and len(stmt.targets) == 1
+                        and isinstance(stmt.targets[0], ast.Name)
+                        and stmt.targets[0].id == name
+                    ):
+                        return self.line(stmt) if self._creates(stmt.value) else None
+                    if any(
+                        isinstance(n, ast.Name) and n.id == name and isinstance(n.ctx, ast.Store)
+                        for n in ast.walk(stmt)
+                    ):
+                        return None
+            if isinstance(parent, ast.FunctionDef):
+                return None  # the function's own body: nothing binds it before
+            child, parent = parent, self.parents.get(parent)
+        return None
 
     def _creates(self, value: ast.AST) -> bool:
         if not isinstance(value, ast.Call):
@@ -546,9 +573,25 @@ class _Reader:
             _spelled(node),
             absorbed=guard == "absorbed",
             rows=rows,
-            fresh={name: at for name, at in self.fresh.items() if at < line},
+            fresh=self._fresh_names(node, rows),
         )
         self.facts.inserts.append(insert)
+
+
+def _binds_around(node: ast.AST, name: str) -> bool:
+    """Return True when ``node`` binds ``name`` for the statements it encloses."""
+    targets: list[ast.AST] = []
+    if isinstance(node, ast.For | ast.AsyncFor):
+        targets.append(node.target)
+    elif isinstance(node, ast.With | ast.AsyncWith):
+        targets.extend(i.optional_vars for i in node.items if i.optional_vars is not None)
+    elif isinstance(node, ast.ExceptHandler) and node.name == name:
+        return True
+    elif isinstance(node, ast.comprehension):
+        targets.append(node.target)
+    return any(
+        isinstance(n, ast.Name) and n.id == name for t in targets for n in ast.walk(t)
+    )
 
 
 def _keywords(call: ast.Call) -> Mapping[str, ast.expr] | None:
