@@ -561,3 +561,26 @@ def test_informs_on_sql_unique_index_over_a_column_an_earlier_sql_update_wrote()
     op = migrations.RunSQL("CREATE UNIQUE INDEX c_email ON shop_customer (email)")
     [finding] = only(findings([op], before), "D201")
     assert finding.severity is Severity.INFO
+
+
+def test_ignores_unique_together_over_columns_added_null_after_an_older_data_step() -> None:
+    # The data step of an earlier migration ran before the columns existed: the rows still
+    # hold NULL in them when AlterUniqueTogether builds the index.
+    earlier = [migrations.RunPython(touch_nickname, migrations.RunPython.noop)]
+    ops = [
+        migrations.AddField("customer", "key", models.UUIDField(null=True)),
+        migrations.AddField(
+            "customer", "base", models.ForeignKey("shop.customer", models.PROTECT, null=True)
+        ),
+        migrations.AlterUniqueTogether("customer", {("key", "base")}),
+    ]
+    assert findings(ops, customer(), unit_before=[earlier]) == []
+
+
+def test_flags_unique_together_over_columns_a_data_step_filled_after_adding_them() -> None:
+    ops = [
+        migrations.AddField("customer", "key", models.UUIDField(null=True)),
+        migrations.RunSQL("UPDATE shop_customer SET key = gen_random_uuid()"),
+        migrations.AlterUniqueTogether("customer", {("key", "email")}),
+    ]
+    assert [f.rule for f in findings(ops, customer())] == ["D201"]

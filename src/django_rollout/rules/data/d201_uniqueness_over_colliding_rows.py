@@ -18,6 +18,7 @@ from django_rollout.rules.data._schema import (
     already_unique,
     column_of,
     constraint_set,
+    earlier_operations,
     existing_fill,
     few_rows,
     graded,
@@ -81,15 +82,27 @@ def _held_at_start(start: Sequence[_Key], key: _Key) -> bool:
 def _null_in_existing_rows(ctx: OperationContext, name: str) -> bool:
     """Return True when every row already in the table holds NULL in field ``name``: it was
     added in the deploy unit, nullable with nothing to fill it, and no data step wrote it."""
-    if ctx.s0_field(name) is not None:
+    if ctx.s0_field(name) is not None or ctx.key is None:
         return False
-    added = added_in_this_migration(ctx, [name])
+    added: models.Field[Any, Any] | None = None
+    for op in earlier_operations(ctx):
+        if isinstance(op, migrations.SeparateDatabaseAndState):
+            return False
+        if isinstance(op, migrations.RunPython | migrations.RunSQL) and added is not None:
+            return False  # a data step since the AddField may have filled it
+        if (
+            isinstance(op, migrations.AddField)
+            and (ctx.app_label, op.model_name_lower) == ctx.key
+            and op.name == name
+        ):
+            added = op.field
     if added is not None:
-        return existing_fill(added[name]).fill is Fill.NULL
+        return existing_fill(added).fill is Fill.NULL
+    # Added by an earlier migration of the unit (a deploy unit of several migrations).
     field = ctx.before.fields.get(name) if ctx.before is not None else None
     if field is None or not field.null or existing_fill(field).fill is not Fill.NULL:
         return False
-    # Added by an earlier migration of the unit: NULL unless a data step since wrote the table.
+    # NULL unless a data step of the unit since wrote the table.
     assert ctx.before is not None
     return not touched_in_unit(ctx, ctx.key, ctx.before.db_table)
 
