@@ -168,11 +168,13 @@ def unique_fields(model: ModelView | None) -> set[str]:
 
 @lru_cache(maxsize=8)
 def _connection(vendor: str, server_version: tuple[int, ...]) -> BaseDatabaseWrapper | None:
-    from django_rollout.errors import RolloutError
+    from django_rollout.errors import ConfigurationError, RolloutError
     from django_rollout.graph.sql import offline_connection
 
     try:
         return offline_connection(vendor, server_version or None)
+    except ConfigurationError:
+        raise  # a pin the installed Django cannot run on: bad input, not a gap to skip
     except RolloutError:
         return None
 
