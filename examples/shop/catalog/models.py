@@ -62,3 +62,14 @@ class ProductImage(models.Model):
 
     class Meta:
         ordering = ["position"]
+
+
+class SalesChannel(models.Model):
+    """Where an order comes from: the web shop, the marketplaces, the shop counter."""
+
+    code = models.SlugField(max_length=30, unique=True)
+    name = models.CharField(max_length=100)
+    is_active = models.BooleanField(default=True)
+
+    def __str__(self) -> str:
+        return self.name

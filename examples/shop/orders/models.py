@@ -17,6 +17,10 @@ class Order(models.Model):
     currency = models.CharField(max_length=3, default="EUR", help_text="ISO 4217 code.")
     total = models.DecimalField(max_digits=12, decimal_places=2, default=0)
     customer_note = models.TextField(blank=True)
+    # Every existing order came through the web shop, the channel row with id 1.
+    channel = models.ForeignKey(
+        "catalog.SalesChannel", on_delete=models.PROTECT, related_name="orders", default=1
+    )
     placed_at = models.DateTimeField()
     created_at = models.DateTimeField(auto_now_add=True)
 
