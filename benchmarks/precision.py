@@ -1,7 +1,7 @@
 """Precision study on real history: sample error/warning findings of wagtail's migrations.
 
-    /work/venv-wagtail/bin/python benchmarks/precision.py [--findings FILE] [--n 50]
-                                                        [--seed 2026] [--all]
+    /work/venv-wagtail/bin/python benchmarks/precision.py [--findings FILE] [--rerun] [--n 50]
+                                                        [--seed 2026] [--all] [--prior MD]
 
 Runs ``django-rollout check`` (default mode: every migration judged against the state just
 before it) on benchmarks/wagtail_project unless ``--findings`` names an existing JSON report,
@@ -11,7 +11,9 @@ message). For each it prints the operation's source from the migration file and 
 state of the models involved (the ModelState before the migration, reconstructed with Django's
 MigrationLoader: whether the model existed at all, the definition of the fields the operation
 touches, before and after), so that a reviewer can judge each finding by hand. PRECISION.md
-holds the verdicts.
+holds the verdicts. ``--prior`` names a study (PRECISION.md) whose first sample table is read:
+a sampled finding with the same (migration, operation index, rule) shows the verdict given
+there, so that a re-run reuses it unless the finding's message or severity changed.
 """
 
 from __future__ import annotations
@@ -172,6 +174,22 @@ def explain(finding: dict[str, Any], loader: Any) -> list[str]:
     return lines
 
 
+def prior_verdicts(path: Path) -> dict[tuple[str, int | None, str], tuple[str, str, str]]:
+    """(app.migration, op index, rule) -> (severity, verdict, reason) from the first study's table."""
+    verdicts: dict[tuple[str, int | None, str], tuple[str, str, str]] = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.startswith("## After the fixes"):
+            break
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) != 7 or not cells[0].isdigit():
+            continue
+        _, migration, op, rule, sev, verdict, reason = cells
+        head = op.split(" ", 1)[0]
+        index = int(head) if head.isdigit() else None
+        verdicts.setdefault((migration, index, rule), (sev, verdict.strip("*"), reason))
+    return verdicts
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--findings", type=Path, default=Path("/tmp/wagtail_findings.json"))
@@ -179,6 +197,7 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=50)
     parser.add_argument("--seed", type=int, default=2026)
     parser.add_argument("--all", action="store_true", help="explain every error/warning finding")
+    parser.add_argument("--prior", type=Path, help="an earlier study (markdown) whose verdicts to show")
     args = parser.parse_args()
     if args.rerun or not args.findings.exists():
         run_check(args.findings)
@@ -198,6 +217,7 @@ def main() -> None:
     from django.db.migrations.loader import MigrationLoader
 
     loader = MigrationLoader(None, ignore_no_migrations=True)
+    prior = prior_verdicts(args.prior) if args.prior else {}
     for i, f in enumerate(sample, 1):
         print("\n" + "=" * 100)
         print(
@@ -205,6 +225,9 @@ def main() -> None:
             f"op[{f['operation_index']}] {f['operation']}  ({f['path']}:{f['line']})"
         )
         print(f"  message: {f['message']}")
+        seen = prior.get((f"{f['app_label']}.{f['migration']}", f["operation_index"], f["rule"]))
+        if seen is not None:
+            print(f"  prior verdict ({seen[0]}): {seen[1]} - {seen[2]}")
         print("  source:")
         key = (f["app_label"], f["migration"])
         for line in operation_source(f["path"], f["operation_index"], loader, key).splitlines():
