@@ -235,8 +235,10 @@ def bench(project: Project, args: argparse.Namespace) -> dict[str, Any]:
     }
 
     if args.sql:
+        # no warm-up: the default runs above compiled the .pyc files, and a --sql run on the
+        # synthetic history takes minutes
         sql = measure("django-rollout check --sql", [*check_cmd, "--sql"], project,
-                      args.sql_repeat, ok)
+                      args.sql_repeat, ok, warmup=False)
         anchor = measure("collect_sql single pass", [py, str(HERE / "collect_sql_anchor.py")],
                          project, args.sql_repeat, {0}, warmup=False)
         anchor_doc = json.loads(anchor.samples[0].stdout.strip().splitlines()[-1])
@@ -266,7 +268,7 @@ def bench(project: Project, args: argparse.Namespace) -> dict[str, Any]:
         res["split"] = json.loads(split.stdout.strip().splitlines()[-1])
         print(f"  unprofiled split: {res['split']}", file=sys.stderr)
         res["profile"] = profile(project, check_cmd[1:], "default run")
-        if args.sql:
+        if args.sql and args.profile_sql:
             res["profile_sql"] = profile(project, [*check_cmd[1:], "--sql"], "--sql run")
 
     res["ratios"] = {k: round(v, 3) for k, v in ratios.items()}
@@ -395,6 +397,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sql", action="store_true",
                         help="time check --sql against Django's collect_sql (slow)")
     parser.add_argument("--profile", action="store_true", help="where check's time goes")
+    parser.add_argument("--profile-sql", action="store_true", help="profile check --sql too")
     parser.add_argument("--repeat", type=int, default=5, help="timed runs per measure")
     parser.add_argument("--sql-repeat", type=int, default=1, help="timed runs for --sql")
     parser.add_argument("--linter-timeout", type=float, default=900.0,
