@@ -20,7 +20,8 @@ def _operation_lines(path: str) -> dict[tuple[Any, ...], int]:
     except (OSError, SyntaxError, ValueError):
         return {}
     lines: dict[tuple[Any, ...], int] = {}
-    for node in ast.walk(tree):
+    # The Migration class is a top-level class: no need to walk the whole tree.
+    for node in tree.body:
         if not isinstance(node, ast.ClassDef):
             continue
         for stmt in node.body:
@@ -77,14 +78,18 @@ def relative(path: str | None) -> str | None:
     return path if rel.startswith("..") else rel
 
 
+@lru_cache(maxsize=2048)
 def function_source(func: Callable[..., Any]) -> tuple[ast.AST | None, str | None, int | None]:
-    """Return the parsed body of a RunPython function, its file and first line."""
+    """Return the parsed body of a RunPython function, its file and first line.
+
+    Cached: several rules read the same function. Callers must not mutate the tree.
+    """
     try:
-        source = inspect.getsource(func)
+        lines, first = inspect.getsourcelines(func)
         path = inspect.getsourcefile(func)
-        _, first = inspect.getsourcelines(func)
     except (OSError, TypeError):
         return None, None, None
+    source = "".join(lines)
     try:
         tree = ast.parse(textwrap.dedent(source))
     except SyntaxError:

@@ -19,7 +19,13 @@ from django.db import migrations, models
 
 from django_rollout.findings import Severity
 from django_rollout.graph.context import OperationContext, Unit
-from django_rollout.graph.model import ModelKey, ModelView, column_name, has_db_default
+from django_rollout.graph.model import (
+    ModelKey,
+    ModelView,
+    column_name,
+    default_db_table,
+    has_db_default,
+)
 from django_rollout.graph.runsql import SqlAction, parse_sql_safe
 from django_rollout.rules.locks._columns import (
     db_check,
@@ -127,8 +133,18 @@ def resolve(unit: Unit, step: Step) -> Lock | None:
     )
 
 
+# The eight lock rules ask for the same operation's steps and locks one after another: keep
+# the last answer (the context is held, so identity cannot be reused by another object).
+_last_steps: tuple[OperationContext | None, list[Step]] = (None, [])
+_last_locks: tuple[OperationContext | None, list[Lock]] = (None, [])
+
+
 def locks_for(ctx: OperationContext) -> list[Lock]:
-    return [lock for step in steps_for(ctx) if (lock := resolve(ctx.unit, step)) is not None]
+    global _last_locks
+    if _last_locks[0] is not ctx:
+        steps = steps_for(ctx)
+        _last_locks = (ctx, [lock for s in steps if (lock := resolve(ctx.unit, s)) is not None])
+    return list(_last_locks[1])
 
 
 def grade(unit: Unit, default: Severity, rows: int | None) -> Severity:
@@ -183,6 +199,13 @@ class _Builder:
 
 def steps_for(ctx: OperationContext) -> list[Step]:
     """Return the statements Django runs for ``ctx.operation``, in order, deferred ones last."""
+    global _last_steps
+    if _last_steps[0] is not ctx:
+        _last_steps = (ctx, _steps_for(ctx))
+    return list(_last_steps[1])
+
+
+def _steps_for(ctx: OperationContext) -> list[Step]:
     op = ctx.operation
     if not ctx.database:
         return []
@@ -585,10 +608,13 @@ except ImportError:  # pragma: no cover - django.contrib.postgres needs psycopg
 
 def table_model(unit: Unit, table: str) -> ModelView | None:
     """Return the model (in the state the unit has reached) that owns ``table``."""
-    for key in unit.state.models:
-        model = unit.model_now(key)
-        if model is not None and model.has_table and model.db_table == table:
-            return model
+    for key, state in unit.state.models.items():
+        # Compare names before building a view: a view copies the model's fields.
+        name = state.options.get("db_table") or default_db_table(key[0], key[1])
+        if name == table:
+            model = unit.model_now(key)
+            if model is not None and model.has_table:
+                return model
     return None
 
 
