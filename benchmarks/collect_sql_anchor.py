@@ -32,13 +32,17 @@ def main() -> int:
     ready = time.perf_counter()
     statements, failed = _collect_sql(executor, plan)
     done = time.perf_counter()
-    print(json.dumps({
-        "statements": len([s for s in statements if not s.startswith("--")]),
-        "migrations": len(plan),
-        "setup_and_load_seconds": round(ready - started, 3),
-        "collect_sql_seconds": round(done - ready, 3),
-        "failed": failed,
-    }))
+    print(
+        json.dumps(
+            {
+                "statements": len([s for s in statements if not s.startswith("--")]),
+                "migrations": len(plan),
+                "setup_and_load_seconds": round(ready - started, 3),
+                "collect_sql_seconds": round(done - ready, 3),
+                "failed": failed,
+            }
+        )
+    )
     return 0
 
 

@@ -52,7 +52,13 @@ def setup_django() -> None:
 
 def sort_key(f: dict[str, Any]) -> tuple[Any, ...]:
     idx = f["operation_index"]
-    return (f["app_label"], f["migration"], -1 if idx is None else idx, f["rule"] or "", f["message"])
+    return (
+        f["app_label"],
+        f["migration"],
+        -1 if idx is None else idx,
+        f["rule"] or "",
+        f["message"],
+    )
 
 
 def operation_source(path: str | None, index: int | None, loader: Any, key: tuple[str, str]) -> str:
@@ -122,7 +128,9 @@ def field_names(op: Any) -> list[str]:
     return names
 
 
-def describe_state(app_label: str, model: str, before: Any, after: Any, fields: list[str]) -> list[str]:
+def describe_state(
+    app_label: str, model: str, before: Any, after: Any, fields: list[str]
+) -> list[str]:
     lines = []
     key = (app_label, model)
     b = before.models.get(key)
@@ -170,12 +178,14 @@ def explain(finding: dict[str, Any], loader: Any) -> list[str]:
     lines.append(f"  atomic={getattr(migration, 'atomic', True)}")
     for op in ops:
         for model in model_names(op):
-            lines.extend(describe_state(finding["app_label"], model, before, after, field_names(op)))
+            lines.extend(
+                describe_state(finding["app_label"], model, before, after, field_names(op))
+            )
     return lines
 
 
 def prior_verdicts(path: Path) -> dict[tuple[str, int | None, str], tuple[str, str, str]]:
-    """(app.migration, op index, rule) -> (severity, verdict, reason) from the first study's table."""
+    """Map (app.migration, op index, rule) to the first study's (severity, verdict, reason)."""
     verdicts: dict[tuple[str, int | None, str], tuple[str, str, str]] = {}
     for line in path.read_text(encoding="utf-8").splitlines():
         if line.startswith("## After the fixes"):
@@ -197,7 +207,9 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=50)
     parser.add_argument("--seed", type=int, default=2026)
     parser.add_argument("--all", action="store_true", help="explain every error/warning finding")
-    parser.add_argument("--prior", type=Path, help="an earlier study (markdown) whose verdicts to show")
+    parser.add_argument(
+        "--prior", type=Path, help="an earlier study (markdown) whose verdicts to show"
+    )
     args = parser.parse_args()
     if args.rerun or not args.findings.exists():
         run_check(args.findings)

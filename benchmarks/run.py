@@ -144,8 +144,15 @@ def run_once(cmd: list[str], project: Project, timeout: float | None = None) -> 
     )
 
 
-def measure(label: str, cmd: list[str], project: Project, repeat: int, ok: set[int],
-            warmup: bool = True, timeout: float | None = None) -> Measure:
+def measure(
+    label: str,
+    cmd: list[str],
+    project: Project,
+    repeat: int,
+    ok: set[int],
+    warmup: bool = True,
+    timeout: float | None = None,
+) -> Measure:
     m = Measure(label)
     if warmup:
         s = run_once(cmd, project, timeout)
@@ -154,8 +161,10 @@ def measure(label: str, cmd: list[str], project: Project, repeat: int, ok: set[i
         s = run_once(cmd, project, timeout)
         _require(label, s, ok)
         m.samples.append(s)
-    print(f"  {label:34} wall {m.wall:8.2f}s  cpu {m.cpu:8.2f}s  peak {m.rss_mb:7.1f} MiB",
-          file=sys.stderr)
+    print(
+        f"  {label:34} wall {m.wall:8.2f}s  cpu {m.cpu:8.2f}s  peak {m.rss_mb:7.1f} MiB",
+        file=sys.stderr,
+    )
     return m
 
 
@@ -168,8 +177,9 @@ def _require(label: str, s: Sample, ok: set[int]) -> None:
 def ensure_database() -> None:
     import psycopg
 
-    with psycopg.connect(host="127.0.0.1", port=5432, user="postgres", dbname="postgres",
-                         autocommit=True) as conn:
+    with psycopg.connect(
+        host="127.0.0.1", port=5432, user="postgres", dbname="postgres", autocommit=True
+    ) as conn:
         exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (DB_NAME,)).fetchone()
         if not exists:
             conn.execute(f'CREATE DATABASE "{DB_NAME}"')
@@ -206,25 +216,34 @@ def bench(project: Project, args: argparse.Namespace) -> dict[str, Any]:
     ok = {0, 1}
     res: dict[str, Any] = {"project": project.name}
 
-    show = measure("manage.py showmigrations", [py, "manage.py", "showmigrations"], project,
-                   args.repeat, {0})
-    show_skip = measure("showmigrations --skip-checks",
-                        [py, "manage.py", "showmigrations", "--skip-checks"], project,
-                        args.repeat, {0})
+    show = measure(
+        "manage.py showmigrations", [py, "manage.py", "showmigrations"], project, args.repeat, {0}
+    )
+    show_skip = measure(
+        "showmigrations --skip-checks",
+        [py, "manage.py", "showmigrations", "--skip-checks"],
+        project,
+        args.repeat,
+        {0},
+    )
     check = measure("django-rollout check", check_cmd, project, args.repeat, ok)
     res["migrations"] = len(findings_of(check.samples[0].stdout)[1])
 
     # the benchmark's findings must equal a normal run's
-    plain = run_once([py, "-m", "django_rollout", "--settings", project.settings, "check",
-                      "--format", "json"], project)
+    plain = run_once(
+        [py, "-m", "django_rollout", "--settings", project.settings, "check", "--format", "json"],
+        project,
+    )
     _require("plain check", plain, ok)
     reference = findings_of(plain.stdout)
     equal = all(findings_of(s.stdout) == reference for s in check.samples)
     res["findings"] = len(reference[0])
     res["findings_equal_plain_run"] = equal
-    res["measures"] = {"showmigrations": show.summary(),
-                       "showmigrations_skip_checks": show_skip.summary(),
-                       "check": check.summary()}
+    res["measures"] = {
+        "showmigrations": show.summary(),
+        "showmigrations_skip_checks": show_skip.summary(),
+        "check": check.summary(),
+    }
     ratios: dict[str, float] = {
         "check/showmigrations time": check.wall / show.wall,
         "check/showmigrations peak RSS": check.rss_mb / show.rss_mb,
@@ -237,10 +256,22 @@ def bench(project: Project, args: argparse.Namespace) -> dict[str, Any]:
     if args.sql:
         # no warm-up: the default runs above compiled the .pyc files, and a --sql run on the
         # synthetic history takes minutes
-        sql = measure("django-rollout check --sql", [*check_cmd, "--sql"], project,
-                      args.sql_repeat, ok, warmup=False)
-        anchor = measure("collect_sql single pass", [py, str(HERE / "collect_sql_anchor.py")],
-                         project, args.sql_repeat, {0}, warmup=False)
+        sql = measure(
+            "django-rollout check --sql",
+            [*check_cmd, "--sql"],
+            project,
+            args.sql_repeat,
+            ok,
+            warmup=False,
+        )
+        anchor = measure(
+            "collect_sql single pass",
+            [py, str(HERE / "collect_sql_anchor.py")],
+            project,
+            args.sql_repeat,
+            {0},
+            warmup=False,
+        )
         anchor_doc = json.loads(anchor.samples[0].stdout.strip().splitlines()[-1])
         res["collect_sql"] = anchor_doc
         sql_findings = findings_of(sql.samples[0].stdout)[0]
@@ -254,9 +285,19 @@ def bench(project: Project, args: argparse.Namespace) -> dict[str, Any]:
         settings = project.settings.rsplit(".", 1)[0] + ".settings_linter"
         lint = measure(
             "lintmigrations --no-cache",
-            [project.python(project.linter_venv), "manage.py", "lintmigrations", "--no-cache",
-             "--settings", settings],
-            project, 1, {0, 1}, warmup=False, timeout=args.linter_timeout,
+            [
+                project.python(project.linter_venv),
+                "manage.py",
+                "lintmigrations",
+                "--no-cache",
+                "--settings",
+                settings,
+            ],
+            project,
+            1,
+            {0, 1},
+            warmup=False,
+            timeout=args.linter_timeout,
         )
         res["measures"]["linter"] = lint.summary()
         ratios["linter/check time"] = lint.wall / check.wall
@@ -278,10 +319,19 @@ def bench(project: Project, args: argparse.Namespace) -> dict[str, Any]:
 
 # ------------------------------------------------------------------------------ profile
 
+
 def profile(project: Project, rollout_args: list[str], title: str) -> dict[str, Any]:
     out = WORK / f"profile-{project.name}-{'sql' if '--sql' in rollout_args else 'default'}.prof"
-    cmd = [project.python(), "-m", "cProfile", "-o", str(out), "-m", "django_rollout",
-           *rollout_args]
+    cmd = [
+        project.python(),
+        "-m",
+        "cProfile",
+        "-o",
+        str(out),
+        "-m",
+        "django_rollout",
+        *rollout_args,
+    ]
     sample = run_once(cmd, project)
     _require(f"profile {title}", sample, {0, 1})
     stats = pstats.Stats(str(out))
@@ -298,42 +348,61 @@ def profile(project: Project, rollout_args: list[str], title: str) -> dict[str, 
     total = stats.total_tt  # type: ignore[attr-defined]
     parts = {
         "setup_django (settings + django.setup + A601 capture)": cum(
-            fn("django_rollout/db/startup.py", "setup_django")),
+            fn("django_rollout/db/startup.py", "setup_django")
+        ),
         "  of which django.setup()": cum(fn("django/__init__.py", "setup")),
         "load_graph (import migration modules, build graph, plan)": cum(
-            fn("django_rollout/graph/loader.py", "load_graph")),
+            fn("django_rollout/graph/loader.py", "load_graph")
+        ),
         "  of which MigrationLoader.load_disk (imports)": cum(
-            fn("django/db/migrations/loader.py", "load_disk")),
+            fn("django/db/migrations/loader.py", "load_disk")
+        ),
         "  of which MigrationLoader.build_graph": cum(
-            fn("django/db/migrations/loader.py", "build_graph")),
+            fn("django/db/migrations/loader.py", "build_graph")
+        ),
         "walk (Walker.each_on_its_own / as_one_unit, incl. rules)": cum(
-            fn("django_rollout/graph/walk.py", "each_on_its_own"))
+            fn("django_rollout/graph/walk.py", "each_on_its_own")
+        )
         + cum(fn("django_rollout/graph/walk.py", "as_one_unit")),
         "  of which operation.state_forwards": cum(
-            lambda k: "django/db/migrations/operations" in k[0] and k[2] == "state_forwards"),
+            lambda k: "django/db/migrations/operations" in k[0] and k[2] == "state_forwards"
+        ),
         "  of which graph.model.view (before/after ModelState)": cum(
-            fn("django_rollout/graph/model.py", "view")),
+            fn("django_rollout/graph/model.py", "view")
+        ),
         "  of which rule hooks (check_operation/check_migration)": cum(
-            lambda k: rules_dir in k[0] and k[2] in hooks - {"check_project"}),
+            lambda k: rules_dir in k[0] and k[2] in hooks - {"check_project"}
+        ),
         "rules' check_project": cum(lambda k: rules_dir in k[0] and k[2] == "check_project"),
         "rendering model states (ProjectState.apps, reload_model[s])": cum(
-            lambda k: k[0].endswith("django/db/migrations/state.py")
-            and k[2] in ("apps", "reload_model", "reload_models")),
+            lambda k: (
+                k[0].endswith("django/db/migrations/state.py")
+                and k[2] in ("apps", "reload_model", "reload_models")
+            )
+        ),
         "_collect_sql (--sql)": cum(fn("django_rollout/api.py", "_collect_sql")),
-        "suppressions + locating (_suppress, _locate)": cum(fn("django_rollout/api.py", "_suppress"))
+        "suppressions + locating (_suppress, _locate)": cum(
+            fn("django_rollout/api.py", "_suppress")
+        )
         + cum(fn("django_rollout/api.py", "_locate")),
-        "reporting (render)": cum(lambda k: "django_rollout/reporting" in k[0]
-                                  and k[2] == "render"),
+        "reporting (render)": cum(
+            lambda k: "django_rollout/reporting" in k[0] and k[2] == "render"
+        ),
     }
     per_rule: dict[str, float] = {}
     for k, v in table.items():
         if rules_dir in k[0] and k[2] in hooks:
-            per_rule[k[0].split(rules_dir, 1)[1]] = per_rule.get(
-                k[0].split(rules_dir, 1)[1], 0.0) + v[3]
-    ours = sorted(((v[2], v[3], v[1], k) for k, v in table.items()
-                   if "django_rollout" in k[0]), reverse=True)[:15]
-    print(f"\n  profile of {project.name} {title}: {total:.2f}s profiled, "
-          f"{sample.wall:.2f}s wall under cProfile", file=sys.stderr)
+            per_rule[k[0].split(rules_dir, 1)[1]] = (
+                per_rule.get(k[0].split(rules_dir, 1)[1], 0.0) + v[3]
+            )
+    ours = sorted(
+        ((v[2], v[3], v[1], k) for k, v in table.items() if "django_rollout" in k[0]), reverse=True
+    )[:15]
+    print(
+        f"\n  profile of {project.name} {title}: {total:.2f}s profiled, "
+        f"{sample.wall:.2f}s wall under cProfile",
+        file=sys.stderr,
+    )
     for label, seconds in parts.items():
         print(f"    {label:62} {seconds:7.2f}s {100 * seconds / total:5.1f}%", file=sys.stderr)
     print("    slowest rules (cumulative):", file=sys.stderr)
@@ -348,8 +417,13 @@ def profile(project: Project, rollout_args: list[str], title: str) -> dict[str, 
         "parts": {k.strip(): round(v, 3) for k, v in parts.items()},
         "rules": {k: round(v, 4) for k, v in sorted(per_rule.items(), key=lambda x: -x[1])},
         "top_own": [
-            {"where": f"{k[0].split('django_rollout' + os.sep, 1)[-1]}:{k[1]}", "function": k[2],
-             "tottime": round(tt, 4), "cumtime": round(ct, 4), "calls": calls}
+            {
+                "where": f"{k[0].split('django_rollout' + os.sep, 1)[-1]}:{k[1]}",
+                "function": k[2],
+                "tottime": round(tt, 4),
+                "cumtime": round(ct, 4),
+                "calls": calls,
+            }
             for tt, ct, calls, k in ours
         ],
     }
@@ -357,14 +431,17 @@ def profile(project: Project, rollout_args: list[str], title: str) -> dict[str, 
 
 # ------------------------------------------------------------------------------ report
 
+
 def print_table(results: list[dict[str, Any]]) -> bool:
     print()
     print(f"{'project':10} {'measure':34} {'wall s':>8} {'cpu s':>8} {'peak MiB':>9}")
     for res in results:
         for label, m in res["measures"].items():
             bound = " (lower bound: timed out)" if m["timed_out"] else ""
-            print(f"{res['project']:10} {label:34} {m['wall_median_s']:8.2f} "
-                  f"{m['cpu_median_s']:8.2f} {m['peak_rss_mb']:9.1f}{bound}")
+            print(
+                f"{res['project']:10} {label:34} {m['wall_median_s']:8.2f} "
+                f"{m['cpu_median_s']:8.2f} {m['peak_rss_mb']:9.1f}{bound}"
+            )
     print()
     print(f"{'project':10} {'ratio':34} {'value':>8}  {'target':>8}  verdict")
     all_pass = True
@@ -375,14 +452,18 @@ def print_table(results: list[dict[str, Any]]) -> bool:
             if label == "linter/check time" and res.get("linter_lower_bound"):
                 label += " (>=)"
             all_pass &= passed
-            print(f"{res['project']:10} {label:34} {value:8.2f}  {op}{target:>6}  "
-                  f"{'PASS' if passed else 'FAIL'}")
+            print(
+                f"{res['project']:10} {label:34} {value:8.2f}  {op}{target:>6}  "
+                f"{'PASS' if passed else 'FAIL'}"
+            )
         for label, value in res["info"].items():
             print(f"{res['project']:10} {label:34} {value:8.2f}  {'(info)':>8}")
         eq = res["findings_equal_plain_run"]
         all_pass &= eq
-        print(f"{res['project']:10} {'findings == plain run':34} {res['findings']:8}  "
-              f"{'':8}  {'PASS' if eq else 'FAIL'}  ({res['migrations']} migrations judged)")
+        print(
+            f"{res['project']:10} {'findings == plain run':34} {res['findings']:8}  "
+            f"{'':8}  {'PASS' if eq else 'FAIL'}  ({res['migrations']} migrations judged)"
+        )
     print()
     print("ALL TARGETS PASS" if all_pass else "SOME TARGETS FAIL")
     return all_pass
@@ -392,16 +473,22 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--synthetic", action="store_true", help="the synthetic history")
     parser.add_argument("--wagtail", action="store_true", help="wagtail 8 + contrib apps")
-    parser.add_argument("--linter", action="store_true",
-                        help="time django-migration-linter (synthetic only; slow)")
-    parser.add_argument("--sql", action="store_true",
-                        help="time check --sql against Django's collect_sql (slow)")
+    parser.add_argument(
+        "--linter", action="store_true", help="time django-migration-linter (synthetic only; slow)"
+    )
+    parser.add_argument(
+        "--sql", action="store_true", help="time check --sql against Django's collect_sql (slow)"
+    )
     parser.add_argument("--profile", action="store_true", help="where check's time goes")
     parser.add_argument("--profile-sql", action="store_true", help="profile check --sql too")
     parser.add_argument("--repeat", type=int, default=5, help="timed runs per measure")
     parser.add_argument("--sql-repeat", type=int, default=1, help="timed runs for --sql")
-    parser.add_argument("--linter-timeout", type=float, default=900.0,
-                        help="stop the linter after S seconds and report a lower bound")
+    parser.add_argument(
+        "--linter-timeout",
+        type=float,
+        default=900.0,
+        help="stop the linter after S seconds and report a lower bound",
+    )
     parser.add_argument("--regenerate", action="store_true", help="rewrite the synthetic project")
     args = parser.parse_args(argv)
     if not (args.synthetic or args.wagtail):

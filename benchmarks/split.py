@@ -31,15 +31,19 @@ def main() -> int:
     api.dumps(report)
     t5 = time.perf_counter()
     walk_only = (t3 - t2) - (t2 - t1)
-    print(json.dumps({
-        "imports_and_django_setup_s": round(t1 - t0, 3),
-        "load_graph_s": round(t2 - t1, 3),
-        "walk_without_rules_s": round(walk_only, 3),
-        "full_check_api_s": round(t4 - t3, 3),
-        "rules_and_locating_s": round((t4 - t3) - (t3 - t2), 3),
-        "json_report_s": round(t5 - t4, 3),
-        "findings": len(report.findings),
-    }))
+    print(
+        json.dumps(
+            {
+                "imports_and_django_setup_s": round(t1 - t0, 3),
+                "load_graph_s": round(t2 - t1, 3),
+                "walk_without_rules_s": round(walk_only, 3),
+                "full_check_api_s": round(t4 - t3, 3),
+                "rules_and_locating_s": round((t4 - t3) - (t3 - t2), 3),
+                "json_report_s": round(t5 - t4, 3),
+                "findings": len(report.findings),
+            }
+        )
+    )
     return 0
 
 

@@ -29,15 +29,71 @@ DEFAULT_DIR = HERE / ".work" / "synthetic"
 PROJECT = "synth_project"
 
 NOUNS = [
-    "Customer", "Order", "Invoice", "Product", "Shipment", "Payment", "Refund", "Coupon",
-    "Address", "Warehouse", "Supplier", "Category", "Review", "Ticket", "Comment", "Report",
-    "Budget", "Contract", "Employee", "Team", "Project", "Task", "Event", "Booking", "Vehicle",
-    "Device", "Account", "Ledger", "Subscription", "Plan", "Campaign", "Lead", "Quote", "Asset",
+    "Customer",
+    "Order",
+    "Invoice",
+    "Product",
+    "Shipment",
+    "Payment",
+    "Refund",
+    "Coupon",
+    "Address",
+    "Warehouse",
+    "Supplier",
+    "Category",
+    "Review",
+    "Ticket",
+    "Comment",
+    "Report",
+    "Budget",
+    "Contract",
+    "Employee",
+    "Team",
+    "Project",
+    "Task",
+    "Event",
+    "Booking",
+    "Vehicle",
+    "Device",
+    "Account",
+    "Ledger",
+    "Subscription",
+    "Plan",
+    "Campaign",
+    "Lead",
+    "Quote",
+    "Asset",
 ]
 WORDS = [
-    "status", "title", "code", "amount", "note", "label", "priority", "score", "rank", "region",
-    "currency", "kind", "source", "channel", "reference", "comment", "level", "weight", "color",
-    "origin", "version", "quota", "flag", "slug", "summary", "phase", "tier", "margin", "rate",
+    "status",
+    "title",
+    "code",
+    "amount",
+    "note",
+    "label",
+    "priority",
+    "score",
+    "rank",
+    "region",
+    "currency",
+    "kind",
+    "source",
+    "channel",
+    "reference",
+    "comment",
+    "level",
+    "weight",
+    "color",
+    "origin",
+    "version",
+    "quota",
+    "flag",
+    "slug",
+    "summary",
+    "phase",
+    "tier",
+    "margin",
+    "rate",
 ]
 
 
@@ -67,9 +123,15 @@ class FieldSpec:
         if self.db_index:
             opts.append("db_index=True")
         cls = {
-            "char": "CharField", "int": "IntegerField", "bigint": "BigIntegerField",
-            "bool": "BooleanField", "text": "TextField", "decimal": "DecimalField",
-            "datetime": "DateTimeField", "date": "DateField", "fk": "ForeignKey",
+            "char": "CharField",
+            "int": "IntegerField",
+            "bigint": "BigIntegerField",
+            "bool": "BooleanField",
+            "text": "TextField",
+            "decimal": "DecimalField",
+            "datetime": "DateTimeField",
+            "date": "DateField",
+            "fk": "ForeignKey",
         }[self.kind]
         if self.kind == "fk":
             on_delete = "models.SET_NULL" if self.null else "models.CASCADE"
@@ -120,15 +182,21 @@ class Generator:
         return self.uniq(self.rng.choice(WORDS))
 
     def plain_field(self, *, nullable: bool | None = None) -> FieldSpec:
-        kind = self.rng.choice(["char", "char", "int", "bool", "text", "decimal", "datetime",
-                                "date", "bigint"])
+        kind = self.rng.choice(
+            ["char", "char", "int", "bool", "text", "decimal", "datetime", "date", "bigint"]
+        )
         null = self.rng.random() < 0.5 if nullable is None else nullable
         spec = FieldSpec(kind=kind, null=null, max_length=self.rng.choice([32, 64, 100, 255]))
         if not null or kind == "bool":
             spec.null = False if kind == "bool" else spec.null
             spec.default = {
-                "char": '""', "text": '""', "int": "0", "bigint": "0", "bool": "False",
-                "decimal": '"0.00"', "datetime": "django.utils.timezone.now",
+                "char": '""',
+                "text": '""',
+                "int": "0",
+                "bigint": "0",
+                "bool": "False",
+                "decimal": '"0.00"',
+                "datetime": "django.utils.timezone.now",
                 "date": "datetime.date(2020, 1, 1)",
             }[kind]
         return spec
@@ -152,19 +220,28 @@ class Generator:
         if app.models and self.rng.random() < 0.6:  # FK to a sibling model
             sibling = self.rng.choice([m for m in app.models.values()])
             model.fields[sibling.name.lower()] = FieldSpec(
-                kind="fk", target=f'"{app.label}.{sibling.name}"',
-                related_name=f"{name.lower()}_set_{sibling.name.lower()}")
+                kind="fk",
+                target=f'"{app.label}.{sibling.name}"',
+                related_name=f"{name.lower()}_set_{sibling.name.lower()}",
+            )
         if self.rng.random() < 0.4:
             target, dep = self.fk_target(app_index)
             fname = self.uniq("owner") if "owner" in model.fields else "owner"
             model.fields[fname] = FieldSpec(
-                kind="fk", null=True, target=target,
-                related_name=f"{app.label}_{name.lower()}_{fname}")
+                kind="fk",
+                null=True,
+                target=target,
+                related_name=f"{app.label}_{name.lower()}_{fname}",
+            )
             deps.add(dep)
         app.models[name] = model
-        lines = [f"        migrations.CreateModel(\n            name={name!r},\n            fields=["]
-        lines.append('                ("id", models.BigAutoField(auto_created=True, '
-                     'primary_key=True, serialize=False, verbose_name="ID")),')
+        lines = [
+            f"        migrations.CreateModel(\n            name={name!r},\n            fields=["
+        ]
+        lines.append(
+            '                ("id", models.BigAutoField(auto_created=True, '
+            'primary_key=True, serialize=False, verbose_name="ID")),'
+        )
         for fname, spec in model.fields.items():
             lines.append(f"                ({fname!r}, {spec.source()}),")
         lines.append("            ],\n        ),")
@@ -183,11 +260,15 @@ class Generator:
             one_off = '"n/a"' if spec.kind == "char" else "1"
             written = FieldSpec(**{**spec.__dict__, "default": one_off}).source()
             spec.default = None
-            return (f"        migrations.AddField(\n            model_name={model.name.lower()!r},\n"
-                    f"            name={name!r},\n            field={written},\n"
-                    f"            preserve_default=False,\n        ),")
-        return (f"        migrations.AddField(\n            model_name={model.name.lower()!r},\n"
-                f"            name={name!r},\n            field={spec.source()},\n        ),")
+            return (
+                f"        migrations.AddField(\n            model_name={model.name.lower()!r},\n"
+                f"            name={name!r},\n            field={written},\n"
+                f"            preserve_default=False,\n        ),"
+            )
+        return (
+            f"        migrations.AddField(\n            model_name={model.name.lower()!r},\n"
+            f"            name={name!r},\n            field={spec.source()},\n        ),"
+        )
 
     def op_add_fk(self, app: AppSpec, app_index: int, deps: set) -> str:
         model = self.pick_model(app)
@@ -196,15 +277,24 @@ class Generator:
         name = self.new_field_name(model) + "_ref"
         while name in model.fields:
             name = self.uniq("ref")
-        spec = FieldSpec(kind="fk", null=True, target=target,
-                         related_name=f"{app.label}_{model.name.lower()}_{name}")
+        spec = FieldSpec(
+            kind="fk",
+            null=True,
+            target=target,
+            related_name=f"{app.label}_{model.name.lower()}_{name}",
+        )
         model.fields[name] = spec
-        return (f"        migrations.AddField(\n            model_name={model.name.lower()!r},\n"
-                f"            name={name!r},\n            field={spec.source()},\n        ),")
+        return (
+            f"        migrations.AddField(\n            model_name={model.name.lower()!r},\n"
+            f"            name={name!r},\n            field={spec.source()},\n        ),"
+        )
 
     def mutable_fields(self, model: ModelSpec, kinds: tuple[str, ...] | None = None) -> list[str]:
-        return [n for n, f in model.fields.items() if not f.protected and f.kind != "fk"
-                and (kinds is None or f.kind in kinds)]
+        return [
+            n
+            for n, f in model.fields.items()
+            if not f.protected and f.kind != "fk" and (kinds is None or f.kind in kinds)
+        ]
 
     def op_alter_field(self, app: AppSpec) -> str | None:
         model = self.pick_model(app)
@@ -225,8 +315,10 @@ class Generator:
             spec.default = '""' if spec.kind != "int" else "0"
         else:
             spec.db_index = not spec.db_index
-        return (f"        migrations.AlterField(\n            model_name={model.name.lower()!r},\n"
-                f"            name={name!r},\n            field={spec.source()},\n        ),")
+        return (
+            f"        migrations.AlterField(\n            model_name={model.name.lower()!r},\n"
+            f"            name={name!r},\n            field={spec.source()},\n        ),"
+        )
 
     def op_rename_field(self, app: AppSpec) -> str | None:
         model = self.pick_model(app)
@@ -236,8 +328,10 @@ class Generator:
         old = self.rng.choice(names)
         new = self.new_field_name(model)
         model.fields = {(new if k == old else k): v for k, v in model.fields.items()}
-        return (f"        migrations.RenameField(\n            model_name={model.name.lower()!r},\n"
-                f"            old_name={old!r},\n            new_name={new!r},\n        ),")
+        return (
+            f"        migrations.RenameField(\n            model_name={model.name.lower()!r},\n"
+            f"            old_name={old!r},\n            new_name={new!r},\n        ),"
+        )
 
     def op_remove_field(self, app: AppSpec) -> str | None:
         model = self.pick_model(app)
@@ -246,8 +340,10 @@ class Generator:
             return None
         name = self.rng.choice(names)
         del model.fields[name]
-        return (f"        migrations.RemoveField(\n            model_name={model.name.lower()!r},\n"
-                f"            name={name!r},\n        ),")
+        return (
+            f"        migrations.RemoveField(\n            model_name={model.name.lower()!r},\n"
+            f"            name={name!r},\n        ),"
+        )
 
     def op_add_index(self, app: AppSpec) -> str | None:
         model = self.pick_model(app)
@@ -259,8 +355,10 @@ class Generator:
             model.fields[c].protected = True
         idx = f"{app.label}_{self.uniq('ix')}"[:30]
         model.indexes.append((idx, cols))
-        return (f"        migrations.AddIndex(\n            model_name={model.name.lower()!r},\n"
-                f"            index=models.Index(fields={cols!r}, name={idx!r}),\n        ),")
+        return (
+            f"        migrations.AddIndex(\n            model_name={model.name.lower()!r},\n"
+            f"            index=models.Index(fields={cols!r}, name={idx!r}),\n        ),"
+        )
 
     def op_add_constraint(self, app: AppSpec) -> str | None:
         model = self.pick_model(app)
@@ -272,9 +370,11 @@ class Generator:
             model.fields[c].protected = True
         name = f"{app.label}_{self.uniq('uq')}"[:30]
         model.constraints.append((name, cols))
-        return (f"        migrations.AddConstraint(\n            model_name={model.name.lower()!r},\n"
-                f"            constraint=models.UniqueConstraint(fields={cols!r}, name={name!r}),\n"
-                f"        ),")
+        return (
+            f"        migrations.AddConstraint(\n            model_name={model.name.lower()!r},\n"
+            f"            constraint=models.UniqueConstraint(fields={cols!r}, name={name!r}),\n"
+            f"        ),"
+        )
 
     def op_run_python(self, app: AppSpec, functions: list[str]) -> str:
         model = self.pick_model(app)
@@ -285,10 +385,7 @@ class Generator:
             f"    for obj in Model.objects.all().iterator():\n"
             f"        obj.save()\n"
         )
-        functions.append(
-            f"def backwards_{n}(apps, schema_editor):\n"
-            f"    pass\n"
-        )
+        functions.append(f"def backwards_{n}(apps, schema_editor):\n    pass\n")
         return f"        migrations.RunPython(forwards_{n}, backwards_{n}),"
 
     def op_run_sql(self, app: AppSpec) -> str | None:
@@ -298,9 +395,11 @@ class Generator:
             return None
         col = self.rng.choice(names)
         table = f"{app.label}_{model.name.lower()}"
-        return (f"        migrations.RunSQL(\n"
-                f"            sql='UPDATE \"{table}\" SET \"{col}\" = 0 WHERE \"{col}\" IS NULL',\n"
-                f"            reverse_sql=migrations.RunSQL.noop,\n        ),")
+        return (
+            f"        migrations.RunSQL(\n"
+            f'            sql=\'UPDATE "{table}" SET "{col}" = 0 WHERE "{col}" IS NULL\',\n'
+            f"            reverse_sql=migrations.RunSQL.noop,\n        ),"
+        )
 
     def random_op(self, app: AppSpec, app_index: int, deps: set, functions: list[str]) -> str:
         while True:
@@ -361,15 +460,24 @@ class Generator:
             self.write_models(out, app)
         return total
 
-    def write_migration(self, out: Path, app: AppSpec, app_index: int, number: int,
-                        parents: list[str], branch: bool = False) -> str:
+    def write_migration(
+        self,
+        out: Path,
+        app: AppSpec,
+        app_index: int,
+        number: int,
+        parents: list[str],
+        branch: bool = False,
+    ) -> str:
         deps: set = set()
         functions: list[str] = []
         if number == 1:
             name = "0001_initial"
             self.current = name
-            ops = [self.op_create_model(app, app_index, name, deps)
-                   for _ in range(self.rng.randint(2, 4))]
+            ops = [
+                self.op_create_model(app, app_index, name, deps)
+                for _ in range(self.rng.randint(2, 4))
+            ]
         else:
             slug_op = self.rng.choice(WORDS)
             name = f"{number:04d}_{slug_op}"
@@ -377,17 +485,29 @@ class Generator:
             if branch:
                 ops = [self.op_add_field(app, nullable=True)]
             else:
-                ops = [self.random_op(app, app_index, deps, functions)
-                       for _ in range(self.rng.choice([1, 1, 1, 2, 2, 3]))]
+                ops = [
+                    self.random_op(app, app_index, deps, functions)
+                    for _ in range(self.rng.choice([1, 1, 1, 2, 2, 3]))
+                ]
         dependencies: list = [(app.label, p) for p in parents]
         dependencies += sorted(d for d in deps if d != "swappable" and d[0] != app.label)
         swappable = "swappable" in deps
-        self.write(out, app, name, dependencies, ops, functions, swappable=swappable,
-                   initial=number == 1)
+        self.write(
+            out, app, name, dependencies, ops, functions, swappable=swappable, initial=number == 1
+        )
         return name
 
-    def write(self, out: Path, app: AppSpec, name: str, dependencies: list, ops: list[str],
-              functions: list[str], swappable: bool = False, initial: bool = False) -> None:
+    def write(
+        self,
+        out: Path,
+        app: AppSpec,
+        name: str,
+        dependencies: list,
+        ops: list[str],
+        functions: list[str],
+        swappable: bool = False,
+        initial: bool = False,
+    ) -> None:
         app.migrations.append(name)
         dep_lines = []
         if swappable:
@@ -444,14 +564,15 @@ class Generator:
                 if model.constraints:
                     lines.append("        constraints = [")
                     for cname, cols in model.constraints:
-                        lines.append(f"            models.UniqueConstraint(fields={cols!r}, "
-                                     f"name={cname!r}),")
+                        lines.append(
+                            f"            models.UniqueConstraint(fields={cols!r}, name={cname!r}),"
+                        )
                     lines.append("        ]")
             lines.append("")
         (out / app.label / "models.py").write_text("\n".join(lines))
 
 
-SETTINGS = '''"""Settings of the synthetic benchmark project (written by benchmarks/synthetic.py)."""
+SETTINGS = '''"""Settings of the synthetic benchmark project (by benchmarks/synthetic.py)."""
 
 import os
 
@@ -510,7 +631,7 @@ DATABASES = {{
 }}
 '''
 
-MANAGE = '''#!/usr/bin/env python
+MANAGE = """#!/usr/bin/env python
 import os
 import sys
 
@@ -519,7 +640,7 @@ if __name__ == "__main__":
     from django.core.management import execute_from_command_line
 
     execute_from_command_line(sys.argv)
-'''
+"""
 
 
 def write_project(out: Path, apps: int = 40, per_app: int = 52, seed: int = 2024) -> int:

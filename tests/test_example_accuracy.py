@@ -15,7 +15,9 @@ from typing import Any
 import pytest
 
 SHOP = Path(__file__).resolve().parent.parent / "examples" / "shop"
-MANIFEST = json.loads((SHOP / "expected.json").read_text()) if (SHOP / "expected.json").exists() else {}
+MANIFEST = (
+    json.loads((SHOP / "expected.json").read_text()) if (SHOP / "expected.json").exists() else {}
+)
 SERIOUS = ("error", "warning")
 
 
@@ -23,9 +25,21 @@ SERIOUS = ("error", "warning")
 def report() -> dict[str, Any]:
     env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
     proc = subprocess.run(
-        [sys.executable, "-m", "django_rollout", "--settings", "shop.settings", "check",
-         "--format", "json"],
-        cwd=SHOP, capture_output=True, text=True, env=env, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "django_rollout",
+            "--settings",
+            "shop.settings",
+            "check",
+            "--format",
+            "json",
+        ],
+        cwd=SHOP,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
     )
     assert proc.returncode in (0, 1), proc.stderr
     return json.loads(proc.stdout)
