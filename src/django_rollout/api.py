@@ -220,7 +220,6 @@ def _split(graph: Graph, deployed: s0.Deployed) -> tuple[list[Migration], list[M
 
 def check(options: CheckOptions | None = None, rules: Sequence[type[Rule]] | None = None) -> Report:
     """Judge the deploy unit with the rule catalogue and return the report."""
-    from django.apps import apps
     from django.conf import settings
 
     options = options or CheckOptions()
@@ -275,7 +274,6 @@ def check(options: CheckOptions | None = None, rules: Sequence[type[Rule]] | Non
     sql = _collect_sql(graph, deployed, unit_migrations, vendor, version) if options.sql else None
     if sql is not None:
         kept.extend(_sql_gaps(sql, graph))
-    del apps
     return Report(
         command="check",
         s0_source=deployed.source,

@@ -137,13 +137,13 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
 
 
 def _setup(args: argparse.Namespace, already: bool) -> Any:
-    from django_rollout.db.startup import StartupCapture, setup_django
+    from django_rollout.db.startup import setup_django
 
     if args.pythonpath:
         sys.path.insert(0, os.path.abspath(args.pythonpath))
     if already:
         return _startup_in_subprocess(args)
-    return setup_django(args.settings) if not already else StartupCapture(captured=False)
+    return setup_django(args.settings)
 
 
 def _startup_in_subprocess(args: argparse.Namespace) -> Any:

@@ -98,8 +98,10 @@ class Lineage:
                     seen[key] = current
         return list(seen.values())
 
-    def s0_model_for_table(self, db_table: str) -> ModelView | None:
+    def s0_model_for_table(self, db_table: str | None) -> ModelView | None:
         """Return the S0 model that owns ``db_table`` (as RunSQL names it), or None."""
+        if not db_table:
+            return None
         wanted = db_table.lower()
         for model in self.s0_models():
             if model.has_table and model.db_table.lower() == wanted:
@@ -178,6 +180,13 @@ class Unit:
         from django_rollout.vendors import facts_for
 
         return facts_for(self.vendor)
+
+    @property
+    def connection(self) -> Any:
+        """A DatabaseWrapper of the vendor that never connects (for ``db_type()``), or None."""
+        from django_rollout.graph.offline import shared_offline_connection
+
+        return shared_offline_connection(self.vendor, tuple(self.server_version))
 
     @property
     def pg_major(self) -> int:

@@ -24,6 +24,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
 from django.conf import settings
@@ -477,3 +478,20 @@ def _index_entry(model: Any, index: Any) -> _Entry:
         index=True,
         type=Index.suffix if basic else getattr(index, "suffix", None),
     )
+
+
+@cache
+def shared_offline_connection(
+    vendor: str, server_version: tuple[int, ...]
+) -> BaseDatabaseWrapper | None:
+    """Return one offline connection per vendor and version, for rules that ask ``db_type()``.
+
+    None when the vendor has none (its types stay unknown). A pin the installed Django
+    refuses is bad input, not a gap: it raises.
+    """
+    try:
+        return offline_connection(vendor, server_version or None)
+    except ConfigurationError:
+        raise
+    except Exception:  # noqa: BLE001 - no offline wrapper for this vendor
+        return None

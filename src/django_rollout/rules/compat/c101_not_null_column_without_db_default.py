@@ -79,13 +79,13 @@ class NotNullColumnWithoutDbDefault(Rule):
     help = "Give `{field}` a `db_default`, or add it nullable and set NOT NULL in a later release"
     recipe_steps = (
         "This release: add the column with a database default, so inserts that omit it"
-        " succeed: `migrations.AddField(\"{model_lower}\", \"{field}\", <field>(db_default=..."
+        ' succeed: `migrations.AddField("{model_lower}", "{field}", <field>(db_default=...'
         ", default=...))` (Django 5.0+), or add it with `null=True`.",
         "Deploy it; the old release keeps inserting and the database fills `{column}`.",
         "If you added it nullable: backfill `{table}`.`{column}` in batches with a RunPython"
-        " (apps.get_model(\"{app_label}\", \"{model}\")), in this release or the next.",
+        ' (apps.get_model("{app_label}", "{model}")), in this release or the next.',
         "Next release (when no server runs the code from before {migration}): set NOT NULL"
-        " with a CHECK (\"{column}\" IS NOT NULL) NOT VALID, VALIDATE CONSTRAINT, then"
+        ' with a CHECK ("{column}" IS NOT NULL) NOT VALID, VALIDATE CONSTRAINT, then'
         " AlterField(null=False) (see L304).",
     )
 

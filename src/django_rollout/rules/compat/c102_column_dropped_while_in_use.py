@@ -74,7 +74,7 @@ class ColumnDroppedWhileInUse(Rule):
     severity = Severity.ERROR
     message = (
         "`{table}`.`{column}` is dropped while the old release's `{model}` model still has"
-        " `{field}`: its queries on `{table}` fail with `column \"{column}\" does not exist`"
+        ' `{field}`: its queries on `{table}` fail with `column "{column}" does not exist`'
     )
     help = (
         "Remove `{field}` from the models state-only in this release; drop `{column}` in the"
@@ -83,12 +83,12 @@ class ColumnDroppedWhileInUse(Rule):
     recipe_steps = (
         "This release: stop using `{field}` in the code and remove it from the state only:"
         " `migrations.SeparateDatabaseAndState(state_operations=[migrations.RemoveField("
-        "\"{model_lower}\", \"{field}\")])`. If the column is NOT NULL without a database"
+        '"{model_lower}", "{field}")])`. If the column is NOT NULL without a database'
         " default, make it nullable (or give it a `db_default`) first, in the same migration,"
         " so the new release's inserts that omit it succeed.",
         "Deploy it; the old release keeps reading and writing `{table}`.`{column}`.",
         "Next release (when no server runs the code from before {migration}): drop the"
-        " column with `migrations.RunSQL('ALTER TABLE \"{table}\" DROP COLUMN \"{column}\"',"
+        ' column with `migrations.RunSQL(\'ALTER TABLE "{table}" DROP COLUMN "{column}"\','
         " reverse_sql=migrations.RunSQL.noop)`.",
     )
 
@@ -115,9 +115,7 @@ class ColumnDroppedWhileInUse(Rule):
                     model_lower=model.name.lower(),
                 )
 
-    def _remove_field(
-        self, ctx: OperationContext, op: migrations.RemoveField
-    ) -> Iterable[Finding]:
+    def _remove_field(self, ctx: OperationContext, op: migrations.RemoveField) -> Iterable[Finding]:
         if ctx.before is None or not target_in_s0(ctx):
             return
         field = ctx.before.fields.get(op.name)

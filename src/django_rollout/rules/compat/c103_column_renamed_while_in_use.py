@@ -71,12 +71,12 @@ class ColumnRenamedWhileInUse(Rule):
     severity = Severity.ERROR
     message = (
         "`{table}`.`{column}` is renamed to `{new_column}` while the old release still uses"
-        " `{column}`: its queries on `{table}` fail with `column \"{column}\" does not exist`"
+        ' `{column}`: its queries on `{table}` fail with `column "{column}" does not exist`'
     )
-    help = "Keep the column name with `db_column=\"{column}\"` and rename the field in code only"
+    help = 'Keep the column name with `db_column="{column}"` and rename the field in code only'
     recipe_steps = (
         "This release: rename the field in the code only, keeping the column:"
-        " give the field `db_column=\"{column}\"` (the migration becomes a state-only change"
+        ' give the field `db_column="{column}"` (the migration becomes a state-only change'
         " and runs no SQL).",
         "If the column name itself must change, add `{new_column}` as a new nullable column in"
         " this release and write both columns from the new code (or a trigger).",

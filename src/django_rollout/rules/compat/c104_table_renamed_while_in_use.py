@@ -15,7 +15,6 @@ from django_rollout.rules.compat._s0 import (
     backticked,
     is_auto_m2m,
     join_table,
-    s0_model_for_table,
     s0_target,
     sql_actions,
 )
@@ -91,20 +90,20 @@ class TableRenamedWhileInUse(Rule):
     severity = Severity.ERROR
     message = (
         "`{table}` is renamed to `{new_table}` while the old release still queries"
-        " `{table}`{also}: its queries fail with `relation \"{table}\" does not exist`"
+        ' `{table}`{also}: its queries fail with `relation "{table}" does not exist`'
     )
     help = (
-        "Keep the table name with `db_table = \"{table}\"` in the model's Meta and rename"
+        'Keep the table name with `db_table = "{table}"` in the model\'s Meta and rename'
         " the model in code only"
     )
     recipe_steps = (
-        "This release: keep the table: add `db_table = \"{table}\"` to the model's Meta"
+        'This release: keep the table: add `db_table = "{table}"` to the model\'s Meta'
         " before renaming the model, so the migration is `AlterModelTable` to the same name"
         " plus a `RenameModel` that runs no SQL.",
         "If the table name itself must change: rename it in the database and leave an"
-        " updatable view under the old name, in one transaction (`ALTER TABLE \"{table}\""
-        " RENAME TO \"{new_table}\"; CREATE VIEW \"{table}\" AS SELECT * FROM"
-        " \"{new_table}\"`); then switch `db_table` to `{new_table}` in a release.",
+        ' updatable view under the old name, in one transaction (`ALTER TABLE "{table}"'
+        ' RENAME TO "{new_table}"; CREATE VIEW "{table}" AS SELECT * FROM'
+        ' "{new_table}"`); then switch `db_table` to `{new_table}` in a release.',
         "Drop the view once no server runs code that uses `{table}`.",
     )
 
@@ -120,7 +119,7 @@ class TableRenamedWhileInUse(Rule):
             for action in sql_actions(ctx):
                 if action.kind is not StatementKind.RENAME_TABLE:
                     continue
-                model = s0_model_for_table(ctx.unit, action.table)
+                model = ctx.unit.lineage.s0_model_for_table(action.table)
                 if model is None:
                     continue
                 yield self.finding(
@@ -159,8 +158,9 @@ class TableRenamedWhileInUse(Rule):
             return
         if ctx.s0_field(op.new_name) is None:
             return
-        old, new = join_table(before, op.old_name, old_field), join_table(
-            after, op.new_name, new_field
+        old, new = (
+            join_table(before, op.old_name, old_field),
+            join_table(after, op.new_name, new_field),
         )
         if old == new:
             return

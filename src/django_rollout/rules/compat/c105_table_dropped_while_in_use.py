@@ -15,7 +15,6 @@ from django_rollout.rules.compat._s0 import (
     is_auto_m2m,
     join_table,
     s0_column_field,
-    s0_model_for_table,
     s0_target,
     sql_actions,
 )
@@ -77,7 +76,7 @@ class TableDroppedWhileInUse(Rule):
     severity = Severity.ERROR
     message = (
         "`{table}`{also} is dropped while the old release's `{model}` still uses it: its"
-        " queries fail with `relation \"{table}\" does not exist`"
+        ' queries fail with `relation "{table}" does not exist`'
     )
     help = (
         "Delete `{model}` from the models state-only in this release; drop `{table}` in the"
@@ -116,7 +115,7 @@ class TableDroppedWhileInUse(Rule):
             for action in sql_actions(ctx):
                 if action.kind is not StatementKind.DROP_TABLE:
                     continue
-                model = s0_model_for_table(ctx.unit, action.table)
+                model = ctx.unit.lineage.s0_model_for_table(action.table)
                 if model is None:
                     continue
                 yield self.finding(ctx, model=model.name, table=model.db_table, also="")

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from functools import cache
 from typing import Any
 
 from django.db import migrations, models
 from django.db.backends.base.base import BaseDatabaseWrapper
 
-from django_rollout.errors import ConfigurationError
 from django_rollout.findings import Finding, Severity
 from django_rollout.graph.context import OperationContext, Unit
 from django_rollout.graph.model import ModelView, column_name
@@ -45,23 +43,6 @@ _FAMILIES = {
 def family(db_type: str) -> str:
     base = parse_db_type(db_type).base
     return _FAMILIES.get(base, base)
-
-
-def _connection(unit: Unit) -> BaseDatabaseWrapper | None:
-    return _cached_connection(unit.vendor, tuple(unit.server_version))
-
-
-@cache
-def _cached_connection(vendor: str, version: tuple[int, ...]) -> BaseDatabaseWrapper | None:
-    # Only db_type() is asked of it: it never connects, so one per vendor and version will do.
-    try:
-        from django_rollout.graph.sql import offline_connection
-
-        return offline_connection(vendor, version or None)
-    except ConfigurationError:
-        raise  # a server version the installed Django refuses: not a gap in the facts
-    except Exception:  # noqa: BLE001 - a vendor without an offline wrapper: no type facts
-        return None
 
 
 def _pk(model: ModelView, to_field: str | None) -> models.Field[Any, Any] | None:
@@ -192,7 +173,7 @@ class ColumnTypeIncompatible(Rule):
         old_field = ctx.s0_field(op.name)
         if old_field is None or old_field.many_to_many:
             return
-        connection = _connection(ctx.unit)
+        connection = ctx.unit.connection
         if connection is None:
             return
         old_target = new_target = None
@@ -227,7 +208,7 @@ class ColumnTypeIncompatible(Rule):
             if found is None or not action.value:
                 continue
             model, name = found
-            connection = connection or _connection(ctx.unit)
+            connection = connection or ctx.unit.connection
             if connection is None:
                 return
             field = model.fields[name]

@@ -87,15 +87,13 @@ class NotNullOnColumnOldReleaseNulls(Rule):
         "`{table}`.`{column}` becomes NOT NULL while the old release's `{model}.{field}` is"
         " nullable: its writes of `None` fail with a not-null violation"
     )
-    help = (
-        "Stop writing NULL to `{field}` in this release; set NOT NULL in the next one"
-    )
+    help = "Stop writing NULL to `{field}` in this release; set NOT NULL in the next one"
     recipe_steps = (
         "This release: make the new code never write NULL to `{field}` (a `default`, form"
         " and serializer changes), keeping `null=True` on the field.",
         "Backfill `{table}`.`{column}` where it is NULL, in batches.",
         "Next release (when no server runs the code from before {migration}): add"
-        " `CHECK (\"{column}\" IS NOT NULL) NOT VALID`, `VALIDATE CONSTRAINT`, then"
+        ' `CHECK ("{column}" IS NOT NULL) NOT VALID`, `VALIDATE CONSTRAINT`, then'
         " `AlterField(null=False)` (see L304).",
     )
 

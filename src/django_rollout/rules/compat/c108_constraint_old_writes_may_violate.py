@@ -17,7 +17,6 @@ from django_rollout.rules.base import Rule
 from django_rollout.rules.compat._s0 import (
     backticked,
     s0_column,
-    s0_model_for_table,
     sql_actions,
 )
 from django_rollout.rules.compat.c107_not_null_on_column_old_release_nulls import (
@@ -92,9 +91,7 @@ def constant_db_default(field: models.Field[Any, Any]) -> bool:
     return not isinstance(value, (Combinable, models.Expression))
 
 
-def leaves_null(
-    field: models.Field[Any, Any], s0_field: models.Field[Any, Any] | None
-) -> bool:
+def leaves_null(field: models.Field[Any, Any], s0_field: models.Field[Any, Any] | None) -> bool:
     """Return True when the old release's model inserts NULL into this column.
 
     A column new in the unit gets its ``db_default`` or NULL; an S0 column gets what the old
@@ -241,8 +238,10 @@ class ConstraintOldWritesMayViolate(Rule):
             if old is not None and not old.unique and op.field.unique:
                 yield from self._unique(ctx, [op.name], f"a unique `{op.name}`")
         elif isinstance(op, migrations.AlterUniqueTogether):
-            before = {tuple(t) for t in (ctx.before.options if ctx.before else {}).get(
-                "unique_together") or ()}
+            before = {
+                tuple(t)
+                for t in (ctx.before.options if ctx.before else {}).get("unique_together") or ()
+            }
             for names in sorted(op.unique_together or ()):
                 if tuple(names) not in before:
                     yield from self._unique(ctx, list(names), "a `unique_together`")
@@ -263,8 +262,7 @@ class ConstraintOldWritesMayViolate(Rule):
             condition = check_condition(constraint)
             s0 = ctx.s0_model
             if s0 is not None and any(
-                isinstance(c, models.CheckConstraint)
-                and check_condition(c) == condition
+                isinstance(c, models.CheckConstraint) and check_condition(c) == condition
                 for c in s0.options.get("constraints") or ()
             ):
                 return
@@ -321,9 +319,7 @@ class ConstraintOldWritesMayViolate(Rule):
             return
         yield self._report(ctx, f"the check constraint {label}", names, CHECK_ERROR)
 
-    def _report(
-        self, ctx: OperationContext, what: str, names: list[str], error: str
-    ) -> Finding:
+    def _report(self, ctx: OperationContext, what: str, names: list[str], error: str) -> Finding:
         assert ctx.after is not None
         columns = [column_name(n, ctx.after.fields[n]) or n for n in names]
         return self.finding(ctx, what=what, columns=backticked(columns), error=error)
@@ -347,7 +343,7 @@ class ConstraintOldWritesMayViolate(Rule):
                 columns = sql_expression_columns(action.value or "") or set()
             else:
                 continue
-            model = s0_model_for_table(ctx.unit, action.table)
+            model = ctx.unit.lineage.s0_model_for_table(action.table)
             if model is None:
                 continue
             known: dict[str, models.Field[Any, Any]] = {}

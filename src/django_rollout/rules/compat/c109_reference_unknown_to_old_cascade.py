@@ -161,8 +161,8 @@ class ReferenceUnknownToOldCascade(Rule):
         " new code must tolerate until the next release).",
         "Next release (when no server runs the code from before {migration}): clean up"
         " dangling `{table}`.`{column}` values, then add the constraint: `ALTER TABLE"
-        " \"{table}\" ADD CONSTRAINT ... FOREIGN KEY (\"{column}\") REFERENCES"
-        " \"{target_table}\" DEFERRABLE INITIALLY DEFERRED NOT VALID`, then"
+        ' "{table}" ADD CONSTRAINT ... FOREIGN KEY ("{column}") REFERENCES'
+        ' "{target_table}" DEFERRABLE INITIALLY DEFERRED NOT VALID`, then'
         " `VALIDATE CONSTRAINT` (see L302), with `AlterField(db_constraint=True)` state-only.",
     )
 

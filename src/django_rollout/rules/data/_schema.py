@@ -11,11 +11,9 @@ import enum
 import weakref
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Any
 
 from django.db import migrations, models
-from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models.fields import AutoFieldMixin
 
 from django_rollout.findings import Severity
@@ -166,19 +164,6 @@ def unique_fields(model: ModelView | None) -> set[str]:
 # -- database types ------------------------------------------------------------------------
 
 
-@lru_cache(maxsize=8)
-def _connection(vendor: str, server_version: tuple[int, ...]) -> BaseDatabaseWrapper | None:
-    from django_rollout.errors import ConfigurationError, RolloutError
-    from django_rollout.graph.sql import offline_connection
-
-    try:
-        return offline_connection(vendor, server_version or None)
-    except ConfigurationError:
-        raise  # a pin the installed Django cannot run on: bad input, not a gap to skip
-    except RolloutError:
-        return None
-
-
 def _bound(field: models.Field[Any, Any], name: str) -> models.Field[Any, Any]:
     # State fields are not attached to a model: give a copy its name and column so the
     # type and check templates (which read ``column``) can be filled. The column is the
@@ -193,7 +178,7 @@ def db_type(field: models.Field[Any, Any], name: str, unit: Unit) -> str | None:
     """Return the column type Django emits for ``field``, or None when it cannot tell."""
     if field.is_relation or field.many_to_many:
         return None
-    connection = _connection(unit.vendor, tuple(unit.server_version))
+    connection = unit.connection
     if connection is None:
         return None
     try:
@@ -207,7 +192,7 @@ def db_check(field: models.Field[Any, Any], name: str, unit: Unit) -> str | None
     """Return the CHECK Django puts on the column of ``field`` (PositiveIntegerField ...)."""
     if field.is_relation or field.many_to_many:
         return None
-    connection = _connection(unit.vendor, tuple(unit.server_version))
+    connection = unit.connection
     if connection is None:
         return None
     try:

@@ -7,14 +7,12 @@ vendor's fact tables compare.
 
 from __future__ import annotations
 
-from functools import cache
 from typing import Any
 
 from django.db import models
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.backends.base.schema import BaseDatabaseSchemaEditor
 
-from django_rollout.errors import ConfigurationError
 from django_rollout.graph.context import Unit
 from django_rollout.graph.model import ModelKey, column_name, has_db_default
 from django_rollout.graph.runsql import parse_sql_safe
@@ -27,20 +25,9 @@ K = StatementKind
 _ALSO_NON_DB = frozenset({"db_comment"})
 
 
-@cache
-def _connection(vendor: str, server_version: tuple[int, ...]) -> BaseDatabaseWrapper | None:
-    from django_rollout.graph.sql import offline_connection
-
-    try:
-        return offline_connection(vendor, server_version or None)
-    except ConfigurationError:
-        raise  # a server version the installed Django refuses: not a gap in the facts
-    except Exception:  # noqa: BLE001 - no offline connection: types stay unknown
-        return None
-
-
 def connection_for(unit: Unit) -> BaseDatabaseWrapper | None:
-    return _connection(unit.vendor, tuple(unit.server_version))
+    connection: BaseDatabaseWrapper | None = unit.connection
+    return connection
 
 
 def _target_pk(unit: Unit, field: models.Field[Any, Any], app_label: str) -> Any | None:
