@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 from pathlib import Path
 
 import psycopg
@@ -295,7 +296,7 @@ def test_no_settings_at_all(tmp_path: Path) -> None:
 def test_settings_from_the_environment(tmp_path: Path) -> None:
     project = inventory(tmp_path)
     result = subprocess.run(
-        ["django-rollout", "check", "--format", "json"],
+        [str(Path(sys.executable).with_name("django-rollout")), "check", "--format", "json"],
         cwd=tmp_path,
         capture_output=True,
         text=True,
