@@ -17,7 +17,7 @@ from django_rollout.conf import Config, Suppression, load_config
 from django_rollout.errors import ConfigurationError, DeployedStateError
 from django_rollout.findings import Finding, Location, Severity
 from django_rollout.graph import deployed as s0
-from django_rollout.graph.context import ProjectContext, StartupQuery
+from django_rollout.graph.context import ProjectContext, StartupQuery, startup_tables
 from django_rollout.graph.loader import Graph, load_graph, migration_dirs
 from django_rollout.graph.source import operation_line, relative
 from django_rollout.graph.walk import Walker, WalkSettings
@@ -244,7 +244,14 @@ def check(options: CheckOptions | None = None, rules: Sequence[type[Rule]] | Non
     real_apps = frozenset(graph.loader.unmigrated_apps)
     walker = Walker(
         instances,
-        WalkSettings(config, vendor, version, deployed.row_counts, real_apps),
+        WalkSettings(
+            config,
+            vendor,
+            version,
+            deployed.row_counts,
+            real_apps,
+            startup_tables(options.startup_queries),
+        ),
         judged,
     )
     if deployed.each_on_its_own:

@@ -84,12 +84,15 @@ def judge(
     rules: Sequence[type[Rule]] | None = None,
     config: Config | None = None,
     unit_before: Sequence[Sequence[Operation]] = (),
+    startup_tables: frozenset[str] | None = frozenset(),
 ) -> list[Finding]:
     """Return the findings for ``operations`` judged against a deployed ``before``.
 
     ``other_apps`` are deployed first (e.g. ``{"auth": [CreateModel("User", ...)]}``).
     ``unit_before`` are earlier migrations of the same deploy unit (judged together with
     ``operations`` as one unit, like ``--since``); only the last migration is reported.
+    ``startup_tables`` are the tables start-up queries named (None: start-up could not
+    connect, so unknown).
     """
     deployed: list[migrations.Migration] = []
     for label, ops in (other_apps or {}).items():
@@ -103,7 +106,9 @@ def judge(
     unit.append(target)
     walker = Walker(
         [r() for r in (rules if rules is not None else all_rules())],
-        WalkSettings(config or Config(), vendor, server_version, rows),
+        WalkSettings(
+            config or Config(), vendor, server_version, rows, startup_tables=startup_tables
+        ),
         judged=lambda key: key == (app_label, target.name),
     )
     return walker.as_one_unit(deployed, unit)

@@ -8,6 +8,7 @@ column that did not exist in S0.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -20,6 +21,8 @@ from django.db.migrations.state import ProjectState
 
 from django_rollout.conf import Config
 from django_rollout.graph.model import ModelKey, ModelView, related_key, view
+
+_QUOTED = re.compile(r'["`]([^"`]+)["`]')
 
 if TYPE_CHECKING:
     from django.db.migrations.loader import MigrationLoader
@@ -158,6 +161,10 @@ class Unit:
     # Every RunPython/RunSQL walked before the current operation, oldest first: lets a rule
     # see that a column was backfilled by an earlier migration, deployed or not.
     history: Sequence[DataStep] = ()
+    # The tables the project's start-up queries named (``AppConfig.ready()`` reading or
+    # writing them in every process, ``migrate`` included); None when start-up could not
+    # reach a database, so which tables it touches is unknown.
+    startup_tables: frozenset[str] | None = frozenset()
 
     def rows(self, db_table: str) -> int | None:
         """Return the row count S0 reported for a table, or None when S0 has no counts."""
@@ -306,6 +313,21 @@ class StartupQuery:
     path: str | None
     line: int | None
     error: str | None = None
+
+    @property
+    def connected(self) -> bool:
+        """False for a failed connection attempt: the query it was for is unknown."""
+        return not self.sql.startswith("<connection to database")
+
+
+def startup_tables(queries: Sequence[StartupQuery]) -> frozenset[str] | None:
+    """Return every quoted identifier the start-up queries name (tables among them; Django
+    quotes every table it queries), or None when a failed connection hid the queries."""
+    if any(not q.connected for q in queries):
+        return None
+    return frozenset(
+        name for q in queries for name in _QUOTED.findall(q.sql)
+    )
 
 
 @dataclass

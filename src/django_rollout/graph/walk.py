@@ -7,7 +7,7 @@ touch ``ProjectState.models``, which keeps the default run near the cost of load
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from django.db import migrations
 from django.db.migrations.operations.base import Operation
@@ -35,6 +35,7 @@ class WalkSettings:
     server_version: tuple[int, ...]
     row_counts: Mapping[str, int] | None = None
     real_apps: frozenset[str] = frozenset()
+    startup_tables: frozenset[str] | None = frozenset()
 
 
 def _key(migration: migrations.Migration) -> MigrationKey:
@@ -70,6 +71,7 @@ class Walker:
             row_counts=s.row_counts,
             real_apps=s.real_apps,
             history=self.history,
+            startup_tables=s.startup_tables,
         )
 
     def _remember(
@@ -191,16 +193,7 @@ class Walker:
         # The database operations run against their own copy of the state, as Django does;
         # only the state operations change what the code sees.
         if operation.database_operations:
-            shadow = Unit(
-                state=unit.state.clone(),
-                lineage=unit.lineage,
-                config=unit.config,
-                vendor=unit.vendor,
-                server_version=unit.server_version,
-                row_counts=unit.row_counts,
-                real_apps=unit.real_apps,
-                history=unit.history,
-            )
+            shadow = replace(unit, state=unit.state.clone())
             for i, inner in enumerate(operation.database_operations):
                 here = (*nesting, ("database_operations", i))
                 yield from self._step(migration, index, inner, shadow, here, True, False)

@@ -59,6 +59,7 @@ def findings(
     atomic: bool = True,
     unit_before: Sequence[Sequence[Operation]] = (),
     other_apps: dict[str, Sequence[Operation]] | None = None,
+    startup_tables: frozenset[str] | None = frozenset(),
 ) -> list[Finding]:
     return judge(
         operations,
@@ -67,6 +68,7 @@ def findings(
         unit_before=unit_before,
         other_apps=other_apps,
         rules=DATA,
+        startup_tables=startup_tables,
     )
 
 
@@ -130,23 +132,96 @@ def other_app_group(apps: Any, schema_editor: Any) -> None:
     Group.objects.create(name="editors")
 
 
-PLAIN_INSERTS = {
+def seed_from_a_literal_dict(apps: Any, schema_editor: Any) -> None:
+    Group = apps.get_model("shop", "Group")
+    for name, _label in {"editors": "Editors", "viewers": "Viewers"}.items():
+        Group.objects.create(name=name)
+
+
+def seed_in_a_range(apps: Any, schema_editor: Any) -> None:
+    Group = apps.get_model("shop", "Group")
+    Group.objects.bulk_create([Group(name=f"group {i}") for i in range(3)])
+
+
+def copy_from_a_cursor(apps: Any, schema_editor: Any) -> None:
+    Setting = apps.get_model("shop", "Setting")
+    with schema_editor.connection.cursor() as cursor:
+        cursor.execute("SELECT id, key FROM shop_config")
+        rows = cursor.fetchall()
+    Setting.objects.bulk_create([Setting(pk=r[0], key=r[1]) for r in rows])
+
+
+def one_per_name_in_a_variable(apps: Any, schema_editor: Any) -> None:
+    Group = apps.get_model("shop", "Group")
+    names = [c.key for c in apps.get_model("shop", "Config").objects.all()]
+    for name in names:
+        Group.objects.create(name=name)
+
+
+def objects_built_elsewhere(apps: Any, schema_editor: Any) -> None:
+    Group = apps.get_model("shop", "Group")
+    objs = [Group(name=n) for n in ("a", "b")]
+    Group.objects.bulk_create(objs)
+
+
+# Rows written once with keys the code spells: only a row made by hand, or left by a
+# rolled-back run, can hold the same key (info). Rows driven by data: a copy can meet the
+# keys another writer made in the meantime (warning).
+SEED_INSERTS = {
     "create": create_group,
     "bulk_create_using": create_through_using,
-    "bulk_create_copy": copy_config,
     "instance_save": build_and_save,
     "inline_instance_save": construct_and_save_inline,
     "inline_get_model": inline_get_model,
     "ignore_conflicts_false": bulk_create_conflicts_false,
-    "loop_with_unrelated_if": copy_in_a_loop,
+    "literal_dict_items": seed_from_a_literal_dict,
+    "range": seed_in_a_range,
 }
+COPY_INSERTS = {
+    "bulk_create_copy": copy_config,
+    "loop_with_unrelated_if": copy_in_a_loop,
+    "cursor_rows_with_pk": copy_from_a_cursor,
+    "loop_over_a_variable": one_per_name_in_a_variable,
+    "objects_not_spelled_at_the_call": objects_built_elsewhere,
+}
+PLAIN_INSERTS = {**SEED_INSERTS, **COPY_INSERTS}
 
 
-@pytest.mark.parametrize("code", PLAIN_INSERTS.values(), ids=PLAIN_INSERTS.keys())
-def test_flags_plain_insert_into_a_table_of_s0(code: Callable[..., Any]) -> None:
+@pytest.mark.parametrize("code", COPY_INSERTS.values(), ids=COPY_INSERTS.keys())
+def test_flags_a_copy_into_a_table_of_s0(code: Callable[..., Any]) -> None:
     found = findings([run(code)], [group_model(), config_model(), setting_model()])
     assert found and {f.rule for f in found} == {"D205"}
     assert all(f.severity is Severity.WARNING for f in found)
+    assert all("may already have written" in f.message for f in found)
+
+
+@pytest.mark.parametrize("code", SEED_INSERTS.values(), ids=SEED_INSERTS.keys())
+def test_seed_rows_into_a_table_of_s0_are_info(code: Callable[..., Any]) -> None:
+    found = findings([run(code)], [group_model(), config_model(), setting_model()])
+    assert found and {f.rule for f in found} == {"D205"}
+    assert all(f.severity is Severity.INFO for f in found)
+    assert all("inserts a fixed row into `shop_group`" in f.message for f in found)
+
+
+@pytest.mark.parametrize("code", SEED_INSERTS.values(), ids=SEED_INSERTS.keys())
+def test_seed_rows_warn_when_start_up_code_queries_the_table(code: Callable[..., Any]) -> None:
+    before = [group_model(), config_model(), setting_model()]
+    found = findings([run(code)], before, startup_tables=frozenset({"shop_group", "id"}))
+    assert [f.severity for f in found] == [Severity.WARNING] * len(found) and found
+    assert all("start-up code (it queries the table" in f.message for f in found)
+    # Start-up queries of other tables do not count.
+    other = findings([run(code)], before, startup_tables=frozenset({"shop_setting"}))
+    assert other and all(f.severity is Severity.INFO for f in other)
+
+
+@pytest.mark.parametrize("code", SEED_INSERTS.values(), ids=SEED_INSERTS.keys())
+def test_seed_rows_warn_when_start_up_is_unknown_or_non_atomic(code: Callable[..., Any]) -> None:
+    before = [group_model(), config_model(), setting_model()]
+    unknown = findings([run(code)], before, startup_tables=None)
+    assert unknown and all(f.severity is Severity.WARNING for f in unknown)
+    non_atomic = findings([run(code)], before, atomic=False)
+    assert non_atomic and all(f.severity is Severity.WARNING for f in non_atomic)
+    assert all("half-run of this non-atomic migration" in f.message for f in non_atomic)
 
 
 def test_points_at_the_line_of_the_insert() -> None:
@@ -340,10 +415,15 @@ def test_ignores_state_only_noop() -> None:
 
 
 def test_flags_runsql_insert_without_conflict_handling() -> None:
-    op = migrations.RunSQL("INSERT INTO shop_group (name) VALUES ('editors')")
-    [finding] = findings([op], [group_model()])
-    assert (finding.rule, finding.severity) == ("D205", Severity.WARNING)
+    seed = migrations.RunSQL("INSERT INTO shop_group (name) VALUES ('editors')")
+    [finding] = findings([seed], [group_model()])
+    assert (finding.rule, finding.severity) == ("D205", Severity.INFO)
     assert "INSERT INTO shop_group" in finding.message
+    [at_start_up] = findings([seed], [group_model()], startup_tables=frozenset({"shop_group"}))
+    assert at_start_up.severity is Severity.WARNING
+    copy = migrations.RunSQL("INSERT INTO shop_group (name) SELECT key FROM shop_config")
+    [finding] = findings([copy], [group_model(), config_model()])
+    assert (finding.rule, finding.severity) == ("D205", Severity.WARNING)
 
 
 @pytest.mark.parametrize(

@@ -52,6 +52,10 @@ class Insert:
     # Variables bound, earlier in the function, to a row this function inserted
     # (``workflow = Workflow.objects.create(...)``), with the line of the insert.
     fresh: Mapping[str, int] = field(default_factory=dict)
+    # True when the rows come from data (a loop or comprehension over rows, a query, a
+    # cursor; or rows the code does not spell out); False for seed rows written once with
+    # values the code spells (``create(name="editors")``, a loop over a literal list).
+    copied: bool = True
 
 
 @dataclass(frozen=True)
@@ -574,8 +578,47 @@ class _Reader:
             absorbed=guard == "absorbed",
             rows=rows,
             fresh=self._fresh_names(node, rows),
+            copied=rows is None or self._driven_by_data(node),
         )
         self.facts.inserts.append(insert)
+
+    def _driven_by_data(self, node: ast.AST) -> bool:
+        """Return True when the insert at ``node`` runs once per item of data: inside a loop
+        or comprehension over anything but a literal collection or ``range()``, or a
+        ``bulk_create`` of such a comprehension."""
+        iterables: list[ast.AST] = []
+        if isinstance(node, ast.Call) and node.args:
+            objs = node.args[0]
+            if isinstance(objs, ast.ListComp | ast.GeneratorExp | ast.SetComp):
+                iterables.extend(g.iter for g in objs.generators)
+        parent = self.parents.get(node)
+        while parent is not None and not isinstance(parent, ast.FunctionDef | ast.Lambda):
+            if isinstance(parent, ast.For | ast.AsyncFor):
+                iterables.append(parent.iter)
+            elif isinstance(parent, ast.While):
+                return True
+            elif isinstance(parent, ast.ListComp | ast.GeneratorExp | ast.SetComp):
+                iterables.extend(g.iter for g in parent.generators)
+            parent = self.parents.get(parent)
+        return any(not _literal_items(i) for i in iterables)
+
+
+def _literal_items(node: ast.AST) -> bool:
+    """Return True for a collection spelled out in the code (constants, or tuples of them,
+    ``.items()`` of a literal dict) or ``range(...)``: iterating it writes seed rows."""
+    if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "range":
+        return True
+    if (
+        isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute)
+        and node.func.attr in ("items", "keys", "values")
+    ):
+        node = node.func.value
+    if isinstance(node, ast.List | ast.Tuple | ast.Set):
+        return all(_literal_items(e) or isinstance(e, ast.Constant) for e in node.elts)
+    if isinstance(node, ast.Dict):
+        return all(isinstance(k, ast.Constant) for k in node.keys)
+    return False
 
 
 def _binds_around(node: ast.AST, name: str) -> bool:

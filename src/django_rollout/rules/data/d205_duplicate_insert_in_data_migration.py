@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -24,6 +25,9 @@ from django_rollout.rules.data._schema import (
     walk_operations,
 )
 from django_rollout.vendors.base import StatementKind as K
+
+
+_SELECT = re.compile(r"\bselect\b", re.IGNORECASE)
 
 
 class DuplicateInsertInDataMigration(Rule):
@@ -51,6 +55,14 @@ class DuplicateInsertInDataMigration(Rule):
     start-up code (``AppConfig.ready()``, which also runs when ``manage.py migrate`` starts)
     or a half-run deploy that is retried may have written the same rows. A table created by
     the same atomic migration is silent: nothing else can see it before the insert commits.
+    How likely a clash is sets the severity. A warning: rows driven by data (a loop or
+    comprehension over rows, a query or a cursor, ``INSERT ... SELECT``: a copy meets the
+    keys another writer made meanwhile), a table the project's start-up queries name, a
+    non-atomic migration, or a start-up that could not reach a database (unknown). Info:
+    seed rows, written once with keys the code spells (``create(name="editors")``, a loop
+    over a literal list or ``range()``, ``INSERT ... VALUES``) into a table of S0 that
+    start-up code does not touch, in an atomic migration: only a row made by hand, or left
+    by a rolled-back run whose reverse is a no-op, can hold that key.
     Also silent: ``get_or_create``, ``update_or_create``, ``.update(...)``, an insert
     inside an ``if`` that queries the model first, in the ``except DoesNotExist`` of a
     lookup, catching ``IntegrityError`` inside ``transaction.atomic()`` (a savepoint) or in
@@ -72,36 +84,55 @@ class DuplicateInsertInDataMigration(Rule):
     Example
     -------
     ```python
-    def add_editor_group(apps, schema_editor):
-        Group = apps.get_model("shop", "Group")
-        Group.objects.create(name="editors")
+    def copy_config(apps, schema_editor):
+        Config = apps.get_model("shop", "Config")
+        Setting = apps.get_model("shop", "Setting")
+        Setting.objects.bulk_create(
+            [Setting(key=c.key, value=c.value) for c in Config.objects.all()]
+        )
 
     before = [
-        migrations.CreateModel("Group", [
+        migrations.CreateModel("Config", [
             ("id", models.BigAutoField(primary_key=True)),
-            ("name", models.CharField(max_length=150, unique=True)),
+            ("key", models.CharField(max_length=100, unique=True)),
+            ("value", models.TextField()),
+        ]),
+        migrations.CreateModel("Setting", [
+            ("id", models.BigAutoField(primary_key=True)),
+            ("key", models.CharField(max_length=100, unique=True)),
+            ("value", models.TextField()),
         ]),
     ]
     operations = [
-        migrations.RunPython(add_editor_group, migrations.RunPython.noop),
+        migrations.RunPython(copy_config, migrations.RunPython.noop),
     ]
     ```
 
     Use instead
     -----------
     ```python
-    def add_editor_group(apps, schema_editor):
-        Group = apps.get_model("shop", "Group")
-        Group.objects.get_or_create(name="editors")
+    def copy_config(apps, schema_editor):
+        Config = apps.get_model("shop", "Config")
+        Setting = apps.get_model("shop", "Setting")
+        Setting.objects.bulk_create(
+            [Setting(key=c.key, value=c.value) for c in Config.objects.all()],
+            ignore_conflicts=True,
+        )
 
     before = [
-        migrations.CreateModel("Group", [
+        migrations.CreateModel("Config", [
             ("id", models.BigAutoField(primary_key=True)),
-            ("name", models.CharField(max_length=150, unique=True)),
+            ("key", models.CharField(max_length=100, unique=True)),
+            ("value", models.TextField()),
+        ]),
+        migrations.CreateModel("Setting", [
+            ("id", models.BigAutoField(primary_key=True)),
+            ("key", models.CharField(max_length=100, unique=True)),
+            ("value", models.TextField()),
         ]),
     ]
     operations = [
-        migrations.RunPython(add_editor_group, migrations.RunPython.noop),
+        migrations.RunPython(copy_config, migrations.RunPython.noop),
     ]
     ```
     """
@@ -118,6 +149,11 @@ class DuplicateInsertInDataMigration(Rule):
         "`{call}` swallows `IntegrityError` inside the migration's transaction: on PostgreSQL"
         " a clash with rows already in `{table}` aborts the transaction and the next statement"
         " fails with `current transaction is aborted`"
+    )
+    seed_message = (
+        "`{call}` inserts a fixed row into `{table}`: if a row with the same {key} is already"
+        " there (made by hand, or left by a rolled-back run whose reverse is a no-op), the"
+        " migration fails with `duplicate key value violates unique constraint`"
     )
     help = (
         "Make the insert idempotent: `get_or_create`/`update_or_create`, `bulk_create(...,"
@@ -151,9 +187,11 @@ class DuplicateInsertInDataMigration(Rule):
             if (insert.key, insert.line) in seen:
                 continue
             seen.add((insert.key, insert.line))
-            writers = self._writers(ctx, insert.key)
             model = ctx.unit.model_now(insert.key)
-            if writers is None or model is None:
+            if model is None:
+                continue
+            writers = self._writers(ctx, insert.key, model.db_table, insert.copied)
+            if writers is None:
                 continue
             keys = clashing_keys(ctx.unit, model, insert.rows)
             if not keys or all(_fresh_in_every_row(k, insert) for k in keys):
@@ -162,30 +200,58 @@ class DuplicateInsertInDataMigration(Rule):
             # transaction: outside one (non-atomic), or on a vendor that keeps it usable.
             if insert.absorbed and not (ctx.atomic and ctx.unit.vendor == "postgresql"):
                 continue
+            who, severity = writers
+            message = None
+            if insert.absorbed:
+                message = self.absorbed_message
+            elif severity is Severity.INFO:
+                message = self.seed_message
             yield self.finding(
                 ctx,
-                message=self.absorbed_message if insert.absorbed else None,
+                severity=severity,
+                message=message,
                 call=insert.call,
-                writers=writers,
+                writers=who,
                 key=_shown(keys),
                 model=model.name,
                 table=model.db_table,
                 location=Location(relative(facts.path), insert.line),
             )
 
-    def _writers(self, ctx: OperationContext, key: ModelKey) -> str | None:
-        """Return who else may have written the table, or None when nobody can have."""
+    def _writers(
+        self, ctx: OperationContext, key: ModelKey, table: str, copied: bool
+    ) -> tuple[str, Severity] | None:
+        """Return who else may have written the rows, and how likely a clash is; None when
+        nobody can have written them."""
+        startup = ctx.unit.startup_tables
+        if startup is not None and table in startup:
+            return (
+                "the new release's start-up code (it queries the table while Django starts,"
+                " in every process, `migrate` included)",
+                Severity.WARNING,
+            )
         if ctx.unit.in_s0(key):
-            return "the release still serving, start-up code or an earlier half-run"
-        if ctx.unit.model_now(key) is None:
-            return None
+            if not ctx.atomic:
+                return (
+                    "the release still serving or an earlier half-run of this non-atomic"
+                    " migration",
+                    Severity.WARNING,
+                )
+            if copied or startup is None:
+                return (
+                    "the release still serving, start-up code or an earlier half-run",
+                    Severity.WARNING,
+                )
+            # Seed rows with keys spelled in the code: only a row made by hand, or left by
+            # a rolled-back run, can hold the same key.
+            return ("", Severity.INFO)
         created_here = any(
             isinstance(op, migrations.CreateModel) and (ctx.app_label, op.name_lower) == key
             for op in walk_operations(earlier_operations(ctx))
         )
         if created_here and ctx.atomic:
             return None
-        return "the new release's start-up code or an earlier half-run"
+        return "the new release's start-up code or an earlier half-run", Severity.WARNING
 
     def _runsql(self, ctx: OperationContext) -> Iterable[Finding]:
         for action in runsql_actions(ctx):
@@ -198,11 +264,19 @@ class DuplicateInsertInDataMigration(Rule):
             if not keys:
                 continue
             call = " ".join(action.sql.split())
+            # ``INSERT ... SELECT`` copies rows; ``INSERT ... VALUES`` writes seed rows.
+            copied = _SELECT.search(action.sql) is not None
+            writers = self._writers(ctx, ref.now.key, ref.now.db_table, copied)
+            if writers is None:
+                continue
+            who, severity = writers
             yield self.finding(
                 ctx,
+                severity=severity,
+                message=self.seed_message if severity is Severity.INFO else None,
                 call=call if len(call) <= 60 else call[:57] + "...",
                 key=_shown(keys),
-                writers="the release still serving, start-up code or an earlier half-run",
+                writers=who,
                 model=ref.now.name,
                 table=ref.now.db_table,
             )
