@@ -155,6 +155,21 @@ def test_ignores_integer_column_turned_into_foreign_key_to_bigint_key() -> None:
     assert "C106" not in fired([migrations.AlterField("product", "value", new)], before)
 
 
+def test_leaves_a_type_change_that_also_renames_the_column_to_c103() -> None:
+    # ForeignKey ``value`` (column ``value_id``, integer) becomes CharField ``value`` (column
+    # ``value``): the old release fails on the missing ``value_id`` first (C103); it never
+    # binds an integer to the new column.
+    before = [
+        migrations.CreateModel("Category", [("id", models.AutoField(primary_key=True))]),
+        *product(models.ForeignKey("shop.category", models.CASCADE)),
+    ]
+    found = fired([migrations.AlterField("product", "value", models.CharField(max_length=255))], before)
+    assert "C103" in found and "C106" not in found
+    # The same type change keeping the column name is C106's.
+    kept = models.CharField(max_length=255, db_column="value_id")
+    assert "C106" in fired([migrations.AlterField("product", "value", kept)], before)
+
+
 def test_flags_bigint_column_turned_into_foreign_key_to_integer_key() -> None:
     before = [
         migrations.CreateModel("Category", [("id", models.AutoField(primary_key=True))]),

@@ -67,6 +67,28 @@ def test_flags_narrowing_change_on_column_of_s0(
     assert "`shop_product`.`value` narrows from" in finding.message
 
 
+TO_JSON = {
+    "text_to_jsonb": (models.TextField(), models.JSONField()),
+    "varchar_to_jsonb": (models.CharField(max_length=500, blank=True), models.JSONField()),
+}
+
+
+@pytest.mark.parametrize(("old", "new"), TO_JSON.values(), ids=TO_JSON.keys())
+def test_text_to_json_is_info_with_the_query_that_counts_misfits(
+    old: models.Field[Any, Any], new: models.Field[Any, Any]
+) -> None:
+    found = findings([migrations.AlterField("product", "value", new)], deployed(old))
+    [finding] = [f for f in found if f.rule == "D206"]
+    assert finding.severity is Severity.INFO
+    assert "not valid JSON" in finding.message
+    assert "pg_input_is_valid(value, 'jsonb')" in finding.message
+    sql = migrations.RunSQL(
+        "ALTER TABLE shop_product ALTER COLUMN value TYPE jsonb USING value::jsonb"
+    )
+    [raw] = [f for f in findings([sql], deployed(old)) if f.rule == "D206"]
+    assert raw.severity is Severity.INFO
+
+
 def test_names_both_types() -> None:
     old, new = NARROWING["shorter_varchar"]
     [finding] = findings([migrations.AlterField("product", "value", new)], deployed(old))

@@ -96,8 +96,10 @@ class ColumnTypeIncompatible(Rule):
     ``timestamptz`` to ``date``, fewer decimal places) or a change of kind (text to number,
     UUID to text). Silent for widening (longer ``varchar``, ``varchar`` to ``text``,
     ``integer`` to ``bigint``, more numeric precision), for field changes that keep the type
-    (``choices``, ``validators``, ``help_text``, ``blank``), and for columns or tables new
-    in the deploy unit.
+    (``choices``, ``validators``, ``help_text``, ``blank``), for columns or tables new
+    in the deploy unit, and when the same operation also renames the column (a foreign key
+    ``page`` turned into a ``CharField`` ``page``: ``page_id`` becomes ``page``): the old
+    release then fails on the missing column, which C103 reports.
 
     Why it breaks production
     ------------------------
@@ -173,6 +175,12 @@ class ColumnTypeIncompatible(Rule):
         old_field = ctx.s0_field(op.name)
         if old_field is None or old_field.many_to_many:
             return
+        previous = ctx.before.fields.get(op.name)
+        if previous is not None and column_name(op.name, previous) != column_name(
+            op.name, op.field
+        ):
+            return  # this operation renames the column too: C103 reports the old release
+
         connection = ctx.unit.connection
         if connection is None:
             return

@@ -34,7 +34,9 @@ class NarrowingTypeChange(Rule):
     number, a timestamp with fewer fractional digits. Stays silent for widening changes, the
     same type, relational fields (their type follows the target's primary key, judged there),
     columns added in the unit and tables created in the unit. With S0 row counts, an empty
-    table makes it info.
+    table makes it info. Text to ``json``/``jsonb`` (a ``TextField`` becoming a
+    ``JSONField``) is info: whether it fails depends on the content, which is almost always
+    JSON the application wrote; the message gives the query that counts the misfits.
 
     Why it breaks production
     ------------------------
@@ -82,6 +84,12 @@ class NarrowingTypeChange(Rule):
         " that does not fit fails the migration (`value too long`, `numeric field overflow`,"
         " `out of range`, `invalid input syntax`){size}"
     )
+    json_message = (
+        "`{table}`.`{column}` changes from `{old_type}` to `{new_type}`: an existing value"
+        " that is not valid JSON (an empty string included) fails the migration (`invalid"
+        " input syntax for type json`); count them first with `SELECT count(*) FROM {table}"
+        " WHERE NOT pg_input_is_valid({column}, '{new_type}')` (PostgreSQL 16+){size}"
+    )
     help = (
         "Check that every value of `{table}`.`{column}` fits `{new_type}` and fix the others"
         " before narrowing, or keep the wider type"
@@ -116,9 +124,11 @@ class NarrowingTypeChange(Rule):
         if not self._narrows(ctx, old_type, new_type):
             return
         small = few_rows(ctx.unit, ctx.before.db_table, 0)
+        json = _to_json(old_type, new_type)
         yield self.finding(
             ctx,
-            severity=graded(self.severity, small),
+            severity=Severity.INFO if json else graded(self.severity, small),
+            message=self.json_message if json else None,
             field=op.name,
             column=column_of(op.name, op.field),
             old_type=old_type,
@@ -147,9 +157,11 @@ class NarrowingTypeChange(Rule):
                 if not self._narrows(ctx, old_type, action.value):
                     continue
                 small = few_rows(ctx.unit, ref.now.db_table, 0)
+                json = _to_json(old_type, action.value)
                 yield self.finding(
                     ctx,
-                    severity=graded(self.severity, small),
+                    severity=Severity.INFO if json else graded(self.severity, small),
+                    message=self.json_message if json else None,
                     field=name,
                     column=column,
                     old_type=old_type,
@@ -158,3 +170,11 @@ class NarrowingTypeChange(Rule):
                     model=ref.now.name,
                     size=size_note(small),
                 )
+
+
+def _to_json(old_type: str | None, new_type: str | None) -> bool:
+    """Return True for text to json/jsonb: whether values fit depends on their content,
+    which is JSON the application wrote far more often than not (info, not a warning)."""
+    old = (old_type or "").lower()
+    textual = old == "text" or old.startswith(("varchar", "character varying", "char"))
+    return textual and (new_type or "").lower() in ("json", "jsonb")
