@@ -501,6 +501,63 @@ def test_flags_a_partial_constraint_re_created_with_another_condition() -> None:
     assert [f.rule for f in findings(ops, permission(constraints=[constraint]))] == ["D201"]
 
 
+def widened(status: models.CharField[Any, Any], *between: Operation) -> list[Finding]:
+    """Drop ``u_open`` (status='open'), then re-add it over status IN ('open', 'review')."""
+    constraint = models.UniqueConstraint(
+        fields=("group", "page"), condition=models.Q(status="open"), name="u_open"
+    )
+    before = permission(constraints=[constraint])
+    before[0].fields[-1] = ("status", status)  # type: ignore[attr-defined]
+    ops = [
+        migrations.RemoveConstraint("perm", "u_open"),
+        *between,
+        migrations.AddConstraint(
+            "perm",
+            models.UniqueConstraint(
+                fields=("group", "page"),
+                condition=models.Q(status__in=("open", "review")),
+                name="u_open",
+            ),
+        ),
+    ]
+    return findings(ops, before)
+
+
+OLD_CHOICES = [("open", "Open"), ("closed", "Closed")]
+
+
+def test_a_condition_widened_to_a_status_the_old_choices_lack_is_info() -> None:
+    [finding] = widened(models.CharField(max_length=20, choices=OLD_CHOICES))
+    assert (finding.rule, finding.severity) == ("D201", Severity.INFO)
+    assert "widened to `status` values the old release's choices do not offer" in finding.message
+
+
+def set_review(apps: Any, schema_editor: Any) -> None:
+    apps.get_model("shop", "Perm").objects.filter(status="closed").update(status="review")
+
+
+@pytest.mark.parametrize(
+    ("status", "between"),
+    [
+        # The old release offers "review" already: its rows may hold it.
+        (models.CharField(max_length=20, choices=[*OLD_CHOICES, ("review", "Review")]), ()),
+        # No choices: any value may be there.
+        (models.CharField(max_length=20), ()),
+        # A data step of the migration writes the status.
+        (
+            models.CharField(max_length=20, choices=OLD_CHOICES),
+            (migrations.RunPython(set_review, migrations.RunPython.noop),),
+        ),
+    ],
+    ids=["old_choice", "no_choices", "data_step_writes_it"],
+)
+def test_a_widened_condition_stays_a_warning_when_rows_may_hold_the_values(
+    status: models.CharField[Any, Any], between: tuple[Operation, ...]
+) -> None:
+    found = [f for f in widened(status, *between) if f.rule == "D201"]
+    assert [f.severity for f in found] == [Severity.WARNING]
+
+
 def test_flags_a_uniqueness_swap_in_a_non_atomic_migration() -> None:
     ops = [
         migrations.AlterUniqueTogether("perm", set()),

@@ -79,6 +79,56 @@ def _held_at_start(start: Sequence[_Key], key: _Key) -> bool:
     return False
 
 
+def _values_of(condition: Any) -> tuple[str, frozenset[Any]] | None:
+    """Return (field, values) for a condition ``Q(f=v)`` or ``Q(f__in=[...])``, else None."""
+    if not isinstance(condition, models.Q) or condition.negated or len(condition.children) != 1:
+        return None
+    child = condition.children[0]
+    if not isinstance(child, tuple) or len(child) != 2:
+        return None
+    lookup, value = child
+    name, _, op = str(lookup).partition("__")
+    try:
+        if op in ("", "exact"):
+            return name, frozenset({value})
+        if op == "in" and isinstance(value, list | tuple | set | frozenset):
+            return name, frozenset(value)
+    except TypeError:  # unhashable values
+        return None
+    return None
+
+
+def _widened_to_new_values(
+    ctx: OperationContext, start: Sequence[_Key], key: _Key
+) -> str | None:
+    """Return the field when ``key`` re-adds a partial unique key held as the migration
+    started, over the same fields, with its condition ``f IN (...)`` widened only by values
+    outside the S0 field's ``choices`` (a status this release introduces): the rows that
+    can hold them were written by nobody the migrations show."""
+    fields, condition, expressions, nulls_distinct = key
+    new = _values_of(condition)
+    if new is None or expressions:
+        return None
+    name, values = new
+    for held in start:
+        held_fields, held_condition, held_expressions, held_distinct = held
+        old = _values_of(held_condition)
+        if (
+            old is None
+            or held_fields != fields
+            or held_expressions
+            or held_distinct != nulls_distinct
+            or old[0] != name
+            or not old[1] <= values
+        ):
+            continue
+        s0_field = ctx.s0_field(name)
+        choices = {c[0] for c in getattr(s0_field, "choices", None) or () if isinstance(c, tuple)}
+        if choices and not (values - old[1]) & choices:
+            return name
+    return None
+
+
 def _null_in_existing_rows(ctx: OperationContext, name: str) -> bool:
     """Return True when every row already in the table holds NULL in field ``name``: it was
     added in the deploy unit, nullable with nothing to fill it, and no data step wrote it."""
@@ -142,7 +192,10 @@ class UniquenessOverCollidingRows(Rule):
     index was already built) and the last step of the safe recipe: ``CREATE UNIQUE INDEX
     CONCURRENTLY`` as the database side of a ``SeparateDatabaseAndState`` whose state side
     adds the same model's uniqueness (the recipe presumes the backfill and the duplicate
-    check before it; a bare RunSQL unique index, concurrent or not, is still flagged). With
+    check before it; a bare RunSQL unique index, concurrent or not, is still flagged). A
+    partial key re-added with its condition ``f IN (...)`` widened only by values outside
+    the S0 field's ``choices`` (a status this release introduces), with no data step
+    writing ``f``, is info: only rows written outside the choices can hold them. With
     S0 row counts, a table of 0 or 1 rows makes it info.
 
     Why it breaks production
@@ -200,6 +253,11 @@ class UniquenessOverCollidingRows(Rule):
     may_message = (
         "uniqueness is added over existing values of `{table}` ({columns}): any duplicate makes"
         " the migration fail with `could not create unique index ... is duplicated`{size}"
+    )
+    widened_message = (
+        "uniqueness over `{table}` ({columns}) is re-added with its condition widened to"
+        " `{field}` values the old release's choices do not offer: rows holding them, written"
+        " outside the choices, could collide with the rows already covered"
     )
     prepared_message = (
         "uniqueness is added over existing values of `{table}` ({columns}), which an earlier"
@@ -267,8 +325,26 @@ class UniquenessOverCollidingRows(Rule):
             after = {frozenset(t) for t in ctx.after.options.get("unique_together") or ()}
             new_sets.extend((UniqueSet(s), _plain(s)) for s in after - before)
         for unique, key in new_sets:
-            if ctx.atomic and _held_at_start(start.get(ctx.before.key, []), key):
+            held = start.get(ctx.before.key, [])
+            if ctx.atomic and _held_at_start(held, key):
                 continue  # dropped earlier in this transaction, re-added unchanged
+            widened = _widened_to_new_values(ctx, held, key) if ctx.atomic else None
+            if widened is not None:
+                columns = tuple(
+                    column_of(f, ctx.before.fields[f]) if f in ctx.before.fields else f
+                    for f in sorted(unique.fields)
+                )
+                if not written_by_data_step(ctx, ctx.key, ctx.before.db_table, [widened]):
+                    yield self.finding(
+                        ctx,
+                        severity=Severity.INFO,
+                        message=self.widened_message,
+                        field=widened,
+                        column=columns[0],
+                        columns=", ".join(columns),
+                        size="",
+                    )
+                    continue
             yield from self._over_existing(ctx, unique)
 
     def _added(
