@@ -185,18 +185,20 @@ def explain(finding: dict[str, Any], loader: Any) -> list[str]:
 
 
 def prior_verdicts(path: Path) -> dict[tuple[str, int | None, str], tuple[str, str, str]]:
-    """Map (app.migration, op index, rule) to the first study's (severity, verdict, reason)."""
+    """Map (app.migration, op index, rule) to the latest study's (severity, verdict, reason);
+    a later verdict that only points back ("prior ...", "as #7") keeps the earlier reason."""
     verdicts: dict[tuple[str, int | None, str], tuple[str, str, str]] = {}
     for line in path.read_text(encoding="utf-8").splitlines():
-        if line.startswith("## After the fixes"):
-            break
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
         if len(cells) != 7 or not cells[0].isdigit():
             continue
         _, migration, op, rule, sev, verdict, reason = cells
         head = op.split(" ", 1)[0]
         index = int(head) if head.isdigit() else None
-        verdicts.setdefault((migration, index, rule), (sev, verdict.strip("*"), reason))
+        key = (migration, index, rule)
+        if key in verdicts and reason.startswith(("prior", "as #", "same as", "re-judged")):
+            reason = verdicts[key][2]
+        verdicts[key] = (sev, verdict.strip("*"), reason)
     return verdicts
 
 
