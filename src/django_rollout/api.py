@@ -489,4 +489,15 @@ def report_json(report: Report) -> dict[str, Any]:
 
 
 def dumps(report: Report) -> str:
-    return json.dumps(report_json(report), indent=2, default=str)
+    """Return the JSON report: one top-level key per line and one list element (a finding)
+    per line, so it reads and greps well. Written by the C encoder: ``indent=`` would switch
+    to the pure-Python one, a second on thousands of findings."""
+    encode = json.JSONEncoder(default=str, separators=(", ", ": ")).encode
+    parts = []
+    for key, value in report_json(report).items():
+        if isinstance(value, list) and value:
+            items = ",\n    ".join(encode(v) for v in value)
+            parts.append(f"  {encode(key)}: [\n    {items}\n  ]")
+        else:
+            parts.append(f"  {encode(key)}: {encode(value)}")
+    return "{\n" + ",\n".join(parts) + "\n}"

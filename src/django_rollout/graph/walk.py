@@ -8,10 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
+from typing import Any
 
 from django.db import migrations
 from django.db.migrations.operations.base import Operation
 from django.db.migrations.state import ProjectState
+from django.db.models.fields import NOT_PROVIDED
 
 from django_rollout.conf import Config
 from django_rollout.findings import Finding
@@ -38,6 +40,37 @@ class WalkSettings:
     startup_tables: frozenset[str] | None = frozenset()
 
 
+class WalkState(ProjectState):
+    """The ProjectState a walk carries forward, never rendered.
+
+    Django's ``alter_field`` searches every model for references to the altered field only
+    to decide how to re-render models (``reload_model(delay=...)``), which does nothing
+    while the state has no ``apps``. On 2,000 migrations that search was a third of the
+    walk; this state skips it while unrendered and behaves exactly like Django's otherwise.
+    """
+
+    def alter_field(
+        self,
+        app_label: str,
+        model_name: str,
+        name: str,
+        field: Any,
+        preserve_default: bool,
+    ) -> None:
+        if "apps" in self.__dict__ or self._relations is not None:
+            super().alter_field(app_label, model_name, name, field, preserve_default)
+            return
+        if not preserve_default:
+            field = field.clone()
+            field.default = NOT_PROVIDED
+        self.models[app_label, model_name].fields[name] = field
+
+    def clone(self) -> WalkState:
+        new = super().clone()
+        new.__class__ = WalkState
+        return new  # type: ignore[return-value]
+
+
 def _key(migration: migrations.Migration) -> MigrationKey:
     return (migration.app_label, migration.name)
 
@@ -54,7 +87,7 @@ class Walker:
         self.rules = rules
         self.settings = settings
         self.judged = judged
-        self.state = ProjectState(real_apps=set(settings.real_apps))
+        self.state: ProjectState = WalkState(real_apps=set(settings.real_apps))
         self.contexts: list[MigrationContext] = []
         self.history: list[DataStep] = []
         self._op_rules = [r for r in rules if _overrides(r, "check_operation")]

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import inspect
 import re
-import string
 from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar
 
@@ -34,7 +33,7 @@ class _Keep(dict[str, Any]):
 
 
 def fill(template: str, names: Mapping[str, Any]) -> str:
-    return string.Formatter().vformat(template, (), _Keep(names))
+    return template.format_map(_Keep(names))
 
 
 class Rule:

@@ -250,10 +250,13 @@ class _Reader:
         self.app_label = app_label
         self.facts = facts
         self.constants: Mapping[str, str] = constants or {}
+        # One traversal: every pass below reads this list, in ast.walk's order.
+        self.nodes: list[ast.AST] = [tree]
         self.parents: dict[ast.AST, ast.AST] = {}
-        for node in ast.walk(tree):
+        for node in self.nodes:  # grows while it is read: a breadth-first walk
             for child in ast.iter_child_nodes(node):
                 self.parents[child] = node
+                self.nodes.append(child)
         self.instances: dict[str, ModelKey] = {}  # new, unsaved objects: obj = Model(...)
         self.row_vars: dict[str, ModelKey] = {}  # existing rows: for obj in Model.objects...
         self.saved: set[str] = set()
@@ -271,14 +274,14 @@ class _Reader:
 
     def read(self) -> None:
         # Bind model variables first: they are used anywhere below their assignment.
-        for node in ast.walk(self.tree):
+        for node in self.nodes:
             if isinstance(node, ast.Call) and (
                 key := _literal_model(node, self.app_label, self.constants)
             ):
                 self.facts.touched.add(key)
             if isinstance(node, ast.Assign):
                 self._bind(node.targets, node.value)
-        for node in ast.walk(self.tree):
+        for node in self.nodes:
             if isinstance(node, ast.For):
                 key = self.model_of(node.iter)
                 if key is not None and isinstance(node.target, ast.Name):
@@ -287,12 +290,12 @@ class _Reader:
                 target = node.targets[0]
                 if isinstance(target, ast.Name) and isinstance(node.value, ast.Call):
                     self._bind_row(target.id, node.value)
-        for node in ast.walk(self.tree):
+        for node in self.nodes:
             if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
                 self._call(node)
             elif isinstance(node, ast.Call):
                 self._opaque(node)
-        for node in ast.walk(self.tree):
+        for node in self.nodes:
             if isinstance(node, ast.Assign):
                 self._assign(node)
 
