@@ -412,8 +412,7 @@ def _collect_sql(
     from django_rollout.graph.sql import collect_migration_sql
 
     wanted = {(m.app_label, m.name) for m in unit}
-    state = ProjectState(real_apps=set(graph.loader.unmigrated_apps))
-    out: list[MigrationSQL] = []
+    real_apps = set(graph.loader.unmigrated_apps)
     order = (
         graph.plan
         if deployed.each_on_its_own
@@ -422,18 +421,37 @@ def _collect_sql(
             *unit,
         ]
     )
-    for migration in order:
-        if (migration.app_label, migration.name) in wanted:
-            collected = collect_migration_sql(
-                migration, state, vendor=vendor, server_version=version
-            )
-            out.append(
-                MigrationSQL(
-                    migration.app_label, migration.name, collected.statements, collected.error
-                )
-            )
-        migration.mutate_state(state, preserve=False)
+    # One state carried forward, rendered once and advanced in place, as Django's
+    # collect_sql does: cloning and re-rendering it for every migration is quadratic.
+    state = ProjectState(real_apps=real_apps)
+    out: list[MigrationSQL] = []
+    for i, migration in enumerate(order):
+        if (migration.app_label, migration.name) not in wanted:
+            migration.mutate_state(state, preserve=False)
+            continue
+        collected = collect_migration_sql(
+            migration, state, vendor=vendor, server_version=version, in_place=True
+        )
+        out.append(
+            MigrationSQL(migration.app_label, migration.name, collected.statements, collected.error)
+        )
+        if collected.error is not None or _skips_state(migration):
+            # The state stopped part-way, or Django's collect_sql left an operation's
+            # state change out: rebuild it from the plan, unrendered (rare).
+            state = ProjectState(real_apps=real_apps)
+            for done in order[: i + 1]:
+                done.mutate_state(state, preserve=False)
     return tuple(out)
+
+
+def _skips_state(migration: Migration) -> bool:
+    """Return True when collecting SQL skipped an operation that changes the state: one
+    that does not reduce to SQL, other than RunPython (whose state change is none)."""
+    from django.db.migrations import RunPython
+
+    return any(
+        not op.reduces_to_sql and not isinstance(op, RunPython) for op in migration.operations
+    )
 
 
 def _sql_gaps(sql: Sequence[MigrationSQL], graph: Graph) -> list[Finding]:

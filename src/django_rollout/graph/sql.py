@@ -67,20 +67,23 @@ def collect_migration_sql(
     connection: BaseDatabaseWrapper | None = None,
     vendor: str = "postgresql",
     server_version: tuple[int, ...] | None = None,
+    in_place: bool = False,
 ) -> CollectedSQL:
     """Return the statements Django runs for ``migration`` applied on ``state_before``.
 
     Deferred statements (FK constraints, indexes) come last with
     ``operation_index`` None. Never raise for a migration that cannot be
     collected: report why in ``error`` and keep what was produced before it.
-    ``state_before`` is not mutated.
+    ``state_before`` is not mutated, unless ``in_place``: then it is advanced through the
+    migration as Django's ``collect_sql`` advances its one state (the caller carries it to
+    the next migration; after an error it is half-advanced).
     """
     if connection is None:
         connection = offline_connection(vendor, server_version)
     statements: list[Statement] = []
     index: int | None = None
     try:
-        state = state_before.clone()
+        state = state_before if in_place else state_before.clone()
         with _registered(connection), _sqlite_replica(connection, state):
             editor = connection.schema_editor(collect_sql=True, atomic=False)
             with editor:
