@@ -6,10 +6,11 @@ called (``django_rollout.db.startup.setup_django`` does it and captures start-up
 
 from __future__ import annotations
 
+import io
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import IO, Any
 
 from django.db.migrations.migration import Migration
 
@@ -471,14 +472,16 @@ def _sql_gaps(sql: Sequence[MigrationSQL], graph: Graph) -> list[Finding]:
     ]
 
 
-def report_json(report: Report) -> dict[str, Any]:
-    """Return the report as the JSON envelope of ARCHITECTURE.md."""
+def report_json(report: Report, *, lazy: bool = False) -> dict[str, Any]:
+    """Return the report as the JSON envelope of ARCHITECTURE.md. With ``lazy``, the
+    findings are an iterator, built one at a time as they are written."""
+    findings = (f.to_dict() for f in report.findings)
     doc: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
         "command": report.command,
         "s0_source": report.s0_source,
         "unit": [list(k) for k in report.unit],
-        "findings": [f.to_dict() for f in report.findings],
+        "findings": findings if lazy else list(findings),
         "fail_on": str(report.fail_on),
         "exit_status": report.exit_status,
         "vendor": report.vendor,
@@ -506,16 +509,26 @@ def report_json(report: Report) -> dict[str, Any]:
     return doc
 
 
-def dumps(report: Report) -> str:
-    """Return the JSON report: one top-level key per line and one list element (a finding)
-    per line, so it reads and greps well. Written by the C encoder: ``indent=`` would switch
-    to the pure-Python one, a second on thousands of findings."""
+def write_json(report: Report, out: IO[str]) -> None:
+    """Write the JSON report: one top-level key per line and one list element (a finding)
+    per line, so it reads and greps well. Written by the C encoder (``indent=`` would switch
+    to the pure-Python one, a second on thousands of findings), a finding at a time."""
     encode = json.JSONEncoder(default=str, separators=(", ", ": ")).encode
-    parts = []
-    for key, value in report_json(report).items():
-        if isinstance(value, list) and value:
-            items = ",\n    ".join(encode(v) for v in value)
-            parts.append(f"  {encode(key)}: [\n    {items}\n  ]")
+    out.write("{")
+    for n, (key, value) in enumerate(report_json(report, lazy=True).items()):
+        out.write(("," if n else "") + f"\n  {encode(key)}: ")
+        if isinstance(value, list | Iterator) and not isinstance(value, str):
+            first = True
+            for item in value:
+                out.write(("[\n    " if first else ",\n    ") + encode(item))
+                first = False
+            out.write("[]" if first else "\n  ]")
         else:
-            parts.append(f"  {encode(key)}: {encode(value)}")
-    return "{\n" + ",\n".join(parts) + "\n}"
+            out.write(encode(value))
+    out.write("\n}")
+
+
+def dumps(report: Report) -> str:
+    buffer = io.StringIO()
+    write_json(report, buffer)
+    return buffer.getvalue()

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import IO
 
-from django_rollout.api import Report, dumps
+from django_rollout.api import Report, write_json
 
 
 def render_json(report: Report, out: IO[str]) -> None:
-    out.write(dumps(report))
+    write_json(report, out)
     out.write("\n")

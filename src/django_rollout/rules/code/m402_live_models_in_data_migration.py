@@ -142,18 +142,25 @@ def live_model_uses(func: Callable[..., Any]) -> list[tuple[Binding, Any, str]]:
     module = sys.modules.get(module_name) if module_name else None
     package = getattr(module, "__package__", None)
     bindings = {b.name: b for b in _module_bindings(path, package)}
-    for node in ast.walk(tree):
+    nodes = list(ast.walk(tree))
+    for node in nodes:
         if isinstance(node, ast.Import | ast.ImportFrom):
             line = (first or 1) + node.lineno - 1
             bindings.update({b.name: b for b in _bindings(node, package, line)})
+    names = [
+        node
+        for node in nodes
+        if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load) and node.id in bindings
+    ]
+    if not names:
+        return []
     parents = _parents(tree)
     found: dict[int, tuple[Binding, Any, str]] = {}
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load) and node.id in bindings:
-            binding = bindings[node.id]
-            model = _uses_live_model(node, binding.target, parents)
-            if model is not None:
-                found.setdefault(binding.line, (binding, model, path))
+    for node in names:
+        binding = bindings[node.id]
+        model = _uses_live_model(node, binding.target, parents)
+        if model is not None:
+            found.setdefault(binding.line, (binding, model, path))
     return [found[line] for line in sorted(found)]
 
 
