@@ -66,9 +66,9 @@ class WalkState(ProjectState):
         self.models[app_label, model_name].fields[name] = field
 
     def clone(self) -> WalkState:
-        new = super().clone()
+        new: WalkState = super().clone()
         new.__class__ = WalkState
-        return new  # type: ignore[return-value]
+        return new
 
 
 def _key(migration: migrations.Migration) -> MigrationKey:

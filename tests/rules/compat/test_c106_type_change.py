@@ -163,7 +163,8 @@ def test_leaves_a_type_change_that_also_renames_the_column_to_c103() -> None:
         migrations.CreateModel("Category", [("id", models.AutoField(primary_key=True))]),
         *product(models.ForeignKey("shop.category", models.CASCADE)),
     ]
-    found = fired([migrations.AlterField("product", "value", models.CharField(max_length=255))], before)
+    to_char = migrations.AlterField("product", "value", models.CharField(max_length=255))
+    found = fired([to_char], before)
     assert "C103" in found and "C106" not in found
     # The same type change keeping the column name is C106's.
     kept = models.CharField(max_length=255, db_column="value_id")

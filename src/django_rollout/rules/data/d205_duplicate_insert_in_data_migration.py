@@ -26,7 +26,6 @@ from django_rollout.rules.data._schema import (
 )
 from django_rollout.vendors.base import StatementKind as K
 
-
 _SELECT = re.compile(r"\bselect\b", re.IGNORECASE)
 
 
