@@ -8,10 +8,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-import pglast
 from django.db import migrations
 from django.db.migrations.operations.base import Operation
-from pglast import ast as pg
 
 from django_rollout.findings import Finding, Severity
 from django_rollout.graph.context import OperationContext
@@ -222,6 +220,9 @@ def _sql_writes(actions: Sequence[SqlAction]) -> list[Write]:
 def _sets_constraints_immediate(sql: Any) -> bool:
     """Return True when RunSQL holds ``SET CONSTRAINTS ... IMMEDIATE`` (it fires pending
     trigger events, so later ALTERs succeed)."""
+    import pglast  # imported on first use: slow to import, most runs parse no SQL
+    from pglast import ast as pg
+
     texts = [sql] if isinstance(sql, str) else [s if isinstance(s, str) else s[0] for s in sql]
     for text in texts:
         try:

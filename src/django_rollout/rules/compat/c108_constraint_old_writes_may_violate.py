@@ -5,10 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-import pglast
 from django.db import migrations, models
 from django.db.models.expressions import Combinable
-from pglast import ast
 
 from django_rollout.findings import Finding, Severity
 from django_rollout.graph.context import OperationContext
@@ -108,6 +106,9 @@ def leaves_null(field: models.Field[Any, Any], s0_field: models.Field[Any, Any] 
 
 def sql_expression_columns(expression: str) -> set[str] | None:
     """Return the columns a SQL check expression names, or None when it does not parse."""
+    import pglast  # imported on first use: slow to import, most runs parse no SQL
+    from pglast import ast
+
     try:
         statements = pglast.parse_sql(f"SELECT {expression}")
     except pglast.parser.ParseError:
