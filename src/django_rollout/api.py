@@ -12,6 +12,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import IO, Any
 
+from django.db.migrations import RunPython
 from django.db.migrations.migration import Migration
 
 from django_rollout.conf import Config, Suppression, load_config
@@ -448,8 +449,6 @@ def _collect_sql(
 def _skips_state(migration: Migration) -> bool:
     """Return True when collecting SQL skipped an operation that changes the state: one
     that does not reduce to SQL, other than RunPython (whose state change is none)."""
-    from django.db.migrations import RunPython
-
     return any(
         not op.reduces_to_sql and not isinstance(op, RunPython) for op in migration.operations
     )
@@ -517,7 +516,7 @@ def write_json(report: Report, out: IO[str]) -> None:
     out.write("{")
     for n, (key, value) in enumerate(report_json(report, lazy=True).items()):
         out.write(("," if n else "") + f"\n  {encode(key)}: ")
-        if isinstance(value, list | Iterator) and not isinstance(value, str):
+        if isinstance(value, list | Iterator):
             first = True
             for item in value:
                 out.write(("[\n    " if first else ",\n    ") + encode(item))

@@ -135,3 +135,17 @@ def resolve_key(app_label: str, reference: str) -> ModelKey:
         app, _, name = reference.partition(".")
         return (app, name.lower())
     return (app_label, reference.lower())
+
+
+def single_lookup(condition: object) -> tuple[str, str, Any] | None:
+    """Return (field, lookup, value) for a condition that is one plain lookup:
+    ``Q(status="open")`` gives ``("status", "exact", "open")``, ``Q(code__isnull=False)``
+    gives ``("code", "isnull", False)``. None for anything else (several lookups, a
+    negation, a nested ``Q``)."""
+    if not isinstance(condition, models.Q) or condition.negated or len(condition.children) != 1:
+        return None
+    child = condition.children[0]
+    if not isinstance(child, tuple) or len(child) != 2:
+        return None
+    name, _, lookup = str(child[0]).partition("__")
+    return name, lookup or "exact", child[1]

@@ -9,7 +9,7 @@ from django.db import migrations, models
 
 from django_rollout.findings import Finding, Severity
 from django_rollout.graph.context import OperationContext
-from django_rollout.graph.model import ModelKey, ModelView
+from django_rollout.graph.model import ModelKey, ModelView, single_lookup
 from django_rollout.rules.base import Rule
 from django_rollout.rules.data._schema import (
     Fill,
@@ -81,17 +81,14 @@ def _held_at_start(start: Sequence[_Key], key: _Key) -> bool:
 
 def _values_of(condition: Any) -> tuple[str, frozenset[Any]] | None:
     """Return (field, values) for a condition ``Q(f=v)`` or ``Q(f__in=[...])``, else None."""
-    if not isinstance(condition, models.Q) or condition.negated or len(condition.children) != 1:
+    found = single_lookup(condition)
+    if found is None:
         return None
-    child = condition.children[0]
-    if not isinstance(child, tuple) or len(child) != 2:
-        return None
-    lookup, value = child
-    name, _, op = str(lookup).partition("__")
+    name, lookup, value = found
     try:
-        if op in ("", "exact"):
+        if lookup == "exact":
             return name, frozenset({value})
-        if op == "in" and isinstance(value, list | tuple | set | frozenset):
+        if lookup == "in" and isinstance(value, list | tuple | set | frozenset):
             return name, frozenset(value)
     except TypeError:  # unhashable values
         return None

@@ -12,6 +12,7 @@ from django.db.migrations.operations.base import Operation
 
 from django_rollout.findings import Finding, Severity
 from django_rollout.graph.context import OperationContext
+from django_rollout.graph.model import single_lookup
 from django_rollout.graph.runsql import parse_sql_safe
 from django_rollout.rules.base import Rule
 from django_rollout.rules.locks._statements import (
@@ -41,14 +42,11 @@ def _is_not_null_check(expression: str | None, column: str) -> bool:
 
 
 def _q_not_null(condition: object, fields: Sequence[str]) -> bool:
-    if not isinstance(condition, models.Q) or condition.negated or len(condition.children) != 1:
+    found = single_lookup(condition)
+    if found is None:
         return False
-    child = condition.children[0]
-    return (
-        isinstance(child, tuple)
-        and child[1] is False
-        and child[0] in {f"{name}__isnull" for name in fields}
-    )
+    name, lookup, value = found
+    return lookup == "isnull" and value is False and name in fields
 
 
 class _Proofs:
