@@ -6,6 +6,7 @@ Imported on first use: pglast's AST module is slow to import, and most runs pars
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from functools import lru_cache
 from typing import Any
 
 import pglast
@@ -24,19 +25,23 @@ from django_rollout.graph.runsql import (
 )
 
 
-def _parse_text(text: str, vendor: str) -> list[SqlAction]:
+@lru_cache(maxsize=4096)
+def _parse_text(text: str, vendor: str) -> tuple[SqlAction, ...]:
+    """Parse one text (cached: a dozen rules read the same RunSQL; actions are frozen)."""
     try:
         raw_stmts = pglast.parse_sql(text)
     except ParseError:
         # Split with the scanner to parse statement by statement: the ones that parse keep
         # their meaning, and the error names the one that does not.
-        return [action for chunk in _scanner_split(text) for action in _parse_one(chunk, vendor)]
+        return tuple(
+            action for chunk in _scanner_split(text) for action in _parse_one(chunk, vendor)
+        )
     actions: list[SqlAction] = []
     for raw in raw_stmts:
         start = raw.stmt_location or 0
         stmt_text = (text[start : start + raw.stmt_len] if raw.stmt_len else text[start:]).strip()
         actions.extend(_actions(raw.stmt, stmt_text))
-    return actions
+    return tuple(actions)
 
 
 def _parse_one(text: str, vendor: str) -> list[SqlAction]:

@@ -224,6 +224,9 @@ class OperationContext:
     # of the target before or after the operation, the S0 field name it descends from.
     s0: ModelView | None = None
     s0_names: Mapping[str, str | None] = field(default_factory=dict)
+    # What rules derive from this context and share (the lock rules' statements and locks).
+    # Not an init field: ``dataclasses.replace`` (a shadow unit) starts with an empty one.
+    memo: dict[str, Any] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @property
     def migration_name(self) -> str:

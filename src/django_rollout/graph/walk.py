@@ -65,10 +65,44 @@ class WalkState(ProjectState):
             field.default = NOT_PROVIDED
         self.models[app_label, model_name].fields[name] = field
 
+    def rename_field(self, app_label: str, model_name: str, old_name: str, new_name: str) -> None:
+        """Django's rename, its reference search limited to the models it can change.
+
+        Django asks every field of every model whether it points at the renamed field
+        (``get_references``), then changes only relations that name it: a ``to_field`` or
+        ``to_fields`` equal to the old name. The rest serves re-rendering, which does nothing
+        while the state is unrendered. So the search runs over the renamed field's own model
+        (its ``from_fields`` are fixed there) and the models holding such a relation.
+        """
+        if "apps" in self.__dict__ or self._relations is not None:
+            super().rename_field(app_label, model_name, old_name, new_name)
+            return
+        every = self.models
+        own = (app_label, model_name)
+        self.models = {
+            key: state
+            for key, state in every.items()
+            if key == own or any(_names(f, old_name) for f in state.fields.values())
+        }
+        try:
+            super().rename_field(app_label, model_name, old_name, new_name)
+        finally:
+            self.models = every
+
     def clone(self) -> WalkState:
         new: WalkState = super().clone()
         new.__class__ = WalkState
         return new
+
+
+def _names(field: Any, name: str) -> bool:
+    """Return True when a relation names ``name`` as the field it points at."""
+    remote = field.remote_field
+    if not remote:
+        return False
+    return getattr(remote, "field_name", None) == name or name in (
+        getattr(field, "to_fields", None) or ()
+    )
 
 
 def _key(migration: migrations.Migration) -> MigrationKey:

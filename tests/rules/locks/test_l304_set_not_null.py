@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import sys
-import types
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -125,60 +122,46 @@ def test_flags_when_the_proof_checks_another_column(django_settings: None) -> No
     assert [f.rule for f in l304(operations)] == ["L304"]
 
 
-@pytest.fixture
-def app_package() -> Iterator[str]:
-    """An app's migrations package with an earlier migration that proved the column."""
-    package = "lockstest_app.migrations"
-    names = {}
-    first = type(
-        "Migration",
-        (migrations.Migration,),
-        {
-            "dependencies": [],
-            "operations": [
-                migrations.RunSQL(
-                    'ALTER TABLE "shop_order" ADD CONSTRAINT "nn"'
-                    ' CHECK ("qty" IS NOT NULL) NOT VALID'
-                )
-            ],
-        },
-    )
-    second = type(
-        "Migration",
-        (migrations.Migration,),
-        {
-            "dependencies": [("shop", "0001_check")],
-            "operations": [migrations.RunSQL('ALTER TABLE "shop_order" VALIDATE CONSTRAINT "nn"')],
-        },
-    )
-    for name, cls in (("0001_check", first), ("0002_validate", second)):
-        module = types.ModuleType(f"{package}.{name}")
-        cls.__module__ = module.__name__
-        module.Migration = cls  # type: ignore[attr-defined]
-        names[module.__name__] = module
-    sys.modules.update(names)
-    yield package
-    for name in names:
-        sys.modules.pop(name, None)
+ADD_CHECK = migrations.RunSQL(
+    'ALTER TABLE "shop_order" ADD CONSTRAINT "nn" CHECK ("qty" IS NOT NULL) NOT VALID'
+)
+VALIDATE = migrations.RunSQL('ALTER TABLE "shop_order" VALIDATE CONSTRAINT "nn"')
+DROP = migrations.RunSQL('ALTER TABLE "shop_order" DROP CONSTRAINT "nn"')
 
 
-def test_ignores_proof_from_earlier_migrations_of_the_app(
-    app_package: str, django_settings: None
+@pytest.mark.parametrize(
+    ("earlier", "in_s0", "fires"),
+    [
+        # Proven by raw SQL in earlier migrations, deployed or walked earlier in the unit,
+        # of this app or another one (raw SQL may name any table).
+        ([("shop", [ADD_CHECK]), ("shop", [VALIDATE])], True, False),
+        ([("shop", [ADD_CHECK]), ("shop", [VALIDATE])], False, False),
+        ([("shop", [ADD_CHECK]), ("billing", [VALIDATE])], True, False),
+        # Added but never validated, or validated and dropped again: not proven.
+        ([("shop", [ADD_CHECK])], True, True),
+        ([("shop", [ADD_CHECK]), ("shop", [VALIDATE]), ("shop", [DROP])], True, True),
+    ],
+)
+def test_proof_from_earlier_migrations(
+    earlier: list[tuple[str, list[Any]]], in_s0: bool, fires: bool, django_settings: None
 ) -> None:
     from django_rollout.conf import Config
     from django_rollout.graph.walk import Walker, WalkSettings
     from django_rollout.testing import make_migration
 
-    deployed = [make_migration("shop", "0001_initial", BEFORE)]
+    first = make_migration("shop", "0001_initial", BEFORE)
+    proving = [
+        make_migration(app, f"{i + 2:04d}_sql", list(ops)) for i, (app, ops) in enumerate(earlier)
+    ]
     target = make_migration(
-        "shop", "0003_set", [migrations.AlterField("order", "qty", NOT_NULL["qty"])]
+        "shop", "0009_set", [migrations.AlterField("order", "qty", NOT_NULL["qty"])]
     )
-    type(target).__module__ = f"{app_package}.0003_set"
-    target.dependencies = [("shop", "0002_validate")]
     rules = [r() for r in LOCKS]
     walker = Walker(rules, WalkSettings(Config(), "postgresql", (17,), None))
-    found = walker.as_one_unit(deployed, [target])
-    assert "L304" not in {f.rule for f in found}
+    deployed = [first, *proving] if in_s0 else [first]
+    unit = [target] if in_s0 else [*proving, target]
+    found = walker.as_one_unit(deployed, unit)
+    assert ("L304" in {f.rule for f in found}) is fires
 
 
 def test_ignores_tables_created_in_the_unit(django_settings: None) -> None:

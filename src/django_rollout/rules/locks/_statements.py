@@ -133,18 +133,14 @@ def resolve(unit: Unit, step: Step) -> Lock | None:
     )
 
 
-# The eight lock rules ask for the same operation's steps and locks one after another: keep
-# the last answer (the context is held, so identity cannot be reused by another object).
-_last_steps: tuple[OperationContext | None, list[Step]] = (None, [])
-_last_locks: tuple[OperationContext | None, list[Lock]] = (None, [])
-
-
 def locks_for(ctx: OperationContext) -> list[Lock]:
-    global _last_locks
-    if _last_locks[0] is not ctx:
-        steps = steps_for(ctx)
-        _last_locks = (ctx, [lock for s in steps if (lock := resolve(ctx.unit, s)) is not None])
-    return list(_last_locks[1])
+    """Return the locks of the operation's statements (computed once per context: the eight
+    lock rules and the migration-wide ones all ask)."""
+    locks = ctx.memo.get("locks")
+    if locks is None:
+        locks = [lock for s in steps_for(ctx) if (lock := resolve(ctx.unit, s)) is not None]
+        ctx.memo["locks"] = locks
+    return list(locks)
 
 
 def grade(unit: Unit, default: Severity, rows: int | None) -> Severity:
@@ -198,11 +194,14 @@ class _Builder:
 
 
 def steps_for(ctx: OperationContext) -> list[Step]:
-    """Return the statements Django runs for ``ctx.operation``, in order, deferred ones last."""
-    global _last_steps
-    if _last_steps[0] is not ctx:
-        _last_steps = (ctx, _steps_for(ctx))
-    return list(_last_steps[1])
+    """Return the statements Django runs for ``ctx.operation``, in order, deferred ones last.
+
+    Computed once per context, when the first rule asks (while the operation is walked).
+    """
+    steps = ctx.memo.get("steps")
+    if steps is None:
+        steps = ctx.memo["steps"] = _steps_for(ctx)
+    return list(steps)
 
 
 def _steps_for(ctx: OperationContext) -> list[Step]:

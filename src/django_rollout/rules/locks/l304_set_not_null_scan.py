@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import re
-import sys
 from collections.abc import Iterable, Iterator, Sequence
-from typing import Any
 
 from django.db import migrations, models
 from django.db.migrations.operations.base import Operation
@@ -82,32 +80,19 @@ class _Proofs:
         return any(self.valid.values())
 
 
-def _ancestors(ctx: OperationContext) -> list[Sequence[Operation]]:
-    """Return the operations of the app's earlier migrations, oldest first.
+def _earlier_sql(ctx: OperationContext) -> list[Operation]:
+    """Return the RunSQL operations walked before this migration, in plan order.
 
-    The walk keeps no record of raw SQL, so read it from the migration modules the loader
-    imported: a constraint added by RunSQL in an earlier, deployed migration is there.
+    A constraint added by raw SQL in an earlier migration (deployed or in the unit, of any
+    app) is there; the walk keeps them in ``unit.history``.
     """
-    module = type(ctx.migration).__module__
-    package, _, _ = module.rpartition(".")
-    if not package:
-        return []
-    found: dict[str, migrations.Migration] = {}
-    for name, loaded in list(sys.modules.items()):
-        if loaded is None or name.rpartition(".")[0] != package:
-            continue
-        cls = getattr(loaded, "Migration", None)
-        if isinstance(cls, type) and issubclass(cls, migrations.Migration):
-            found[name.rpartition(".")[2]] = cls
-    seen: set[str] = set()
-    stack: list[Any] = [ctx.migration]
-    while stack:
-        current = stack.pop()
-        for app, dep in getattr(current, "dependencies", ()) or ():
-            if app == ctx.app_label and dep not in seen and dep in found:
-                seen.add(dep)
-                stack.append(found[dep])
-    return [list(getattr(found[name], "operations", ())) for name in sorted(seen)]
+    current = (ctx.app_label, ctx.migration.name)
+    return [
+        step.operation
+        for step in ctx.unit.history
+        if isinstance(step.operation, migrations.RunSQL)
+        and (step.app_label, step.migration) != current
+    ]
 
 
 def proven_not_null(ctx: OperationContext, table: str, column: str, sql: str | None) -> bool:
@@ -122,8 +107,7 @@ def proven_not_null(ctx: OperationContext, table: str, column: str, sql: str | N
             ):
                 return True
     proofs = _Proofs(ctx.unit.vendor, table, column)
-    for operations in _ancestors(ctx):
-        proofs.feed(operations)
+    proofs.feed(_earlier_sql(ctx))
     proofs.feed(list(ctx.migration.operations)[: ctx.index])
     if sql is not None:
         proofs.feed([ctx.operation], stop_at_sql=sql)
@@ -139,8 +123,8 @@ class SetNotNullScan(Rule):
     ... SET NOT NULL`` on a table in S0. That includes a column added nullable earlier in
     the same deploy unit and backfilled: the table has rows, so the scan happens all the
     same. Silent when a valid ``CHECK ("col" IS NOT NULL)`` exists before the statement (in
-    the model state, or added by raw SQL and validated, in this or an earlier migration of
-    the app): PostgreSQL 12+ then skips the scan. Silent for tables created in the unit and
+    the model state, or added by raw SQL and validated, in this migration or any migration
+    walked before it): PostgreSQL 12+ then skips the scan. Silent for tables created in the unit and
     where the vendor has no NOT VALID check to prove the column with (SQLite).
 
     Why it breaks production
