@@ -77,7 +77,7 @@ class WalkState(ProjectState):
         if "apps" in self.__dict__ or self._relations is not None:
             super().rename_field(app_label, model_name, old_name, new_name)
             return
-        every: dict[tuple[str, str], Any] = self.models
+        every: dict[tuple[str, str], Any] = vars(self)["models"]
         own = (app_label, model_name)
         self.models = {
             key: state
