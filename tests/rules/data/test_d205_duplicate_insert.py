@@ -657,3 +657,158 @@ def test_flags_a_child_whose_parent_variable_may_hold_an_existing_row(
     code: Callable[..., None],
 ) -> None:
     assert [f.rule for f in _run(code)] == ["D205"]
+
+
+# -- granting a permission the deploy introduces ---------------------------------------------
+# Django creates permission rows after migrate, from the models' Meta: a codename that S0's
+# models do not declare has no row yet, so no grant of it can exist before the migration.
+
+
+def permission_models(declared: Sequence[tuple[str, str]] = ()) -> list[Operation]:
+    return [
+        group_model(),
+        migrations.CreateModel(
+            "Image",
+            [("id", models.BigAutoField(primary_key=True))],
+            options={"permissions": list(declared)} if declared else {},
+        ),
+        migrations.CreateModel(
+            "Grant",
+            [
+                ("id", models.BigAutoField(primary_key=True)),
+                ("group", models.ForeignKey("shop.Group", models.CASCADE)),
+                ("permission", models.ForeignKey("auth.Permission", models.CASCADE)),
+            ],
+            options={"unique_together": {("group", "permission")}},
+        ),
+    ]
+
+
+AUTH = {
+    "auth": [
+        migrations.CreateModel(
+            "Permission",
+            [
+                ("id", models.AutoField(primary_key=True)),
+                ("codename", models.CharField(max_length=100)),
+                ("name", models.CharField(max_length=255)),
+            ],
+        )
+    ]
+}
+DECLARE_CHOOSE = migrations.AlterModelOptions(
+    "image", {"permissions": [("choose_image", "Can choose image")]}
+)
+
+
+def get_choose_permission(apps: Any) -> Any:
+    Permission = apps.get_model("auth.Permission")
+    return Permission.objects.filter(codename__in=["choose_image"]).first()
+
+
+def grant_through_a_helper(apps: Any, schema_editor: Any) -> None:
+    Group = apps.get_model("shop", "Group")
+    Grant = apps.get_model("shop", "Grant")
+    permission = get_choose_permission(apps)
+    for group in Group.objects.all():
+        Grant.objects.create(group=group, permission=permission)
+
+
+def grant_a_looked_up_permission(apps: Any, schema_editor: Any) -> None:
+    Permission = apps.get_model("auth", "Permission")
+    Group = apps.get_model("shop", "Group")
+    Grant = apps.get_model("shop", "Grant")
+    permission = Permission.objects.get(codename="choose_image")
+    for group in Group.objects.all():
+        Grant.objects.create(group=group, permission=permission)
+
+
+def grant_a_created_permission(apps: Any, schema_editor: Any) -> None:
+    Permission = apps.get_model("auth", "Permission")
+    Group = apps.get_model("shop", "Group")
+    Grant = apps.get_model("shop", "Grant")
+    permission, _created = Permission.objects.get_or_create(
+        codename="choose_image", defaults={"name": "Can choose image"}
+    )
+    for group in Group.objects.all():
+        Grant.objects.create(group=group, permission=permission)
+
+
+def grant_an_old_default_permission(apps: Any, schema_editor: Any) -> None:
+    Permission = apps.get_model("auth", "Permission")
+    Group = apps.get_model("shop", "Group")
+    Grant = apps.get_model("shop", "Grant")
+    permission = Permission.objects.get(codename="change_image")
+    for group in Group.objects.all():
+        Grant.objects.create(group=group, permission=permission)
+
+
+def grant_old_and_new_permissions(apps: Any, schema_editor: Any) -> None:
+    Permission = apps.get_model("auth", "Permission")
+    Group = apps.get_model("shop", "Group")
+    Grant = apps.get_model("shop", "Grant")
+    permission = Permission.objects.filter(codename__in=["choose_image", "change_image"]).first()
+    for group in Group.objects.all():
+        Grant.objects.create(group=group, permission=permission)
+
+
+def grant_an_unpinned_permission(apps: Any, schema_editor: Any) -> None:
+    Permission = apps.get_model("auth", "Permission")
+    Group = apps.get_model("shop", "Group")
+    Grant = apps.get_model("shop", "Grant")
+    permission = Permission.objects.filter(name__startswith="Can choose").first()
+    for group in Group.objects.all():
+        Grant.objects.create(group=group, permission=permission)
+
+
+def d205(operations: Sequence[Operation], before: Sequence[Operation], **kw: Any) -> list[Finding]:
+    return [f for f in findings(operations, before, **kw) if f.rule == "D205"]
+
+
+NEW_PERMISSION_GRANTS = {
+    "helper": grant_through_a_helper,
+    "get": grant_a_looked_up_permission,
+    "get_or_create": grant_a_created_permission,
+}
+
+
+@pytest.mark.parametrize("code", NEW_PERMISSION_GRANTS.values(), ids=NEW_PERMISSION_GRANTS.keys())
+def test_ignores_grants_of_a_permission_the_migration_declares(code: Callable[..., Any]) -> None:
+    assert d205([DECLARE_CHOOSE, run(code)], permission_models(), other_apps=AUTH) == []
+
+
+def test_ignores_grants_of_a_default_permission_of_a_model_new_in_the_unit() -> None:
+    def grant_view_report(apps: Any, schema_editor: Any) -> None:
+        Permission = apps.get_model("auth", "Permission")
+        Group = apps.get_model("shop", "Group")
+        Grant = apps.get_model("shop", "Grant")
+        permission = Permission.objects.get(codename="view_report")
+        for group in Group.objects.all():
+            Grant.objects.create(group=group, permission=permission)
+
+    report = migrations.CreateModel("Report", [("id", models.BigAutoField(primary_key=True))])
+    assert d205([report, run(grant_view_report)], permission_models(), other_apps=AUTH) == []
+
+
+@pytest.mark.parametrize("code", NEW_PERMISSION_GRANTS.values(), ids=NEW_PERMISSION_GRANTS.keys())
+def test_flags_grants_of_a_permission_s0_already_declares(code: Callable[..., Any]) -> None:
+    before = permission_models([("choose_image", "Can choose image")])
+    assert [f.rule for f in d205([run(code)], before, other_apps=AUTH)] == ["D205"]
+
+
+@pytest.mark.parametrize("code", NEW_PERMISSION_GRANTS.values(), ids=NEW_PERMISSION_GRANTS.keys())
+def test_flags_grants_of_a_new_permission_in_a_non_atomic_migration(
+    code: Callable[..., Any],
+) -> None:
+    found = d205([DECLARE_CHOOSE, run(code)], permission_models(), atomic=False, other_apps=AUTH)
+    assert [f.rule for f in found] == ["D205"]
+
+
+@pytest.mark.parametrize(
+    "code",
+    [grant_an_old_default_permission, grant_old_and_new_permissions, grant_an_unpinned_permission],
+    ids=["old-default", "old-and-new", "unpinned"],
+)
+def test_flags_grants_of_permissions_that_may_exist(code: Callable[..., Any]) -> None:
+    found = d205([DECLARE_CHOOSE, run(code)], permission_models(), other_apps=AUTH)
+    assert [f.rule for f in found] == ["D205"]

@@ -11,6 +11,7 @@ computed name is unknown, and unknown models produce no facts (a rule never gues
 from __future__ import annotations
 
 import ast
+import inspect
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -38,6 +39,19 @@ ANY_FIELD = "*"
 
 
 @dataclass(frozen=True)
+class Lookup:
+    """One row looked up by literal field values: ``codename__in=["a"]`` gives
+    ``("codename", ("a",))``."""
+
+    key: ModelKey
+    values: tuple[tuple[str, tuple[str, ...]], ...]
+
+    def literal(self, name: str) -> tuple[str, ...] | None:
+        """Return the values the lookup pins ``name`` to, or None when it does not."""
+        return dict(self.values).get(name)
+
+
+@dataclass(frozen=True)
 class Insert:
     """A plain insert of new rows into a model's table."""
 
@@ -52,6 +66,10 @@ class Insert:
     # Variables bound, earlier in the function, to a row this function inserted
     # (``workflow = Workflow.objects.create(...)``), with the line of the insert.
     fresh: Mapping[str, int] = field(default_factory=dict)
+    # Variables the insert reads whose nearest binding looks one row up by literal values
+    # (``p = Permission.objects.get(codename="publish")``, ``get_or_create``, or a helper
+    # function of the module that returns such a lookup): the model and the values.
+    looked_up: Mapping[str, Lookup] = field(default_factory=dict)
     # True when the rows come from data (a loop or comprehension over rows, a query, a
     # cursor; or rows the code does not spell out); False for seed rows written once with
     # values the code spells (``create(name="editors")``, a loop over a literal list).
@@ -245,8 +263,14 @@ class _Reader:
         app_label: str,
         facts: CodeFacts,
         constants: Mapping[str, str] | None = None,
+        func: Callable[..., Any] | None = None,
+        depth: int = 0,
     ) -> None:
         self.tree = tree
+        # The module globals of the function read, to follow its helper functions (one
+        # level deep: ``depth`` counts how far this reader is from the RunPython code).
+        self.globals: Mapping[str, Any] = getattr(func, "__globals__", None) or {}
+        self.depth = depth
         self.app_label = app_label
         self.facts = facts
         self.constants: Mapping[str, str] = constants or {}
@@ -302,29 +326,115 @@ class _Reader:
     def _write(self, key: ModelKey, name: str | None) -> None:
         self.facts.written.setdefault(key, set()).add(name or ANY_FIELD)
 
-    def _fresh_names(
-        self, node: ast.AST, rows: tuple[Mapping[str, ast.expr], ...] | None
-    ) -> dict[str, int]:
-        """Return the variables the insert at ``node`` reads that hold, at that point, a row
-        this function inserted (``x = M.objects.create(...)`` is their nearest binding):
-        a key holding one cannot exist anywhere before the insert."""
-        names = {
+    def _row_names(self, rows: tuple[Mapping[str, ast.expr], ...] | None) -> set[str]:
+        return {
             n.id
             for row in rows or ()
             for value in row.values()
             for n in ast.walk(value)
             if isinstance(n, ast.Name)
         }
+
+    def _fresh_names(
+        self, node: ast.AST, rows: tuple[Mapping[str, ast.expr], ...] | None
+    ) -> dict[str, int]:
+        """Return the variables the insert at ``node`` reads that hold, at that point, a row
+        this function inserted (``x = M.objects.create(...)`` is their nearest binding):
+        a key holding one cannot exist anywhere before the insert."""
         fresh: dict[str, int] = {}
-        for name in names:
-            line = self._bound_by_insert(node, name)
-            if line is not None:
-                fresh[name] = line
+        for name in self._row_names(rows):
+            bound = self._nearest_binding(node, name)
+            if bound is not None and self._creates(bound[1]):
+                fresh[name] = self.line(bound[0])
         return fresh
 
-    def _bound_by_insert(self, node: ast.AST, name: str) -> int | None:
-        """Return the line of the insert ``name`` was last bound to before ``node``, or None
-        when its nearest binding is anything else (a lookup, a loop variable, a branch)."""
+    def _looked_up_names(
+        self, node: ast.AST, rows: tuple[Mapping[str, ast.expr], ...] | None
+    ) -> dict[str, Lookup]:
+        """Return the variables the insert at ``node`` reads whose nearest binding looks one
+        row up by literal values (directly, or through a helper function of the module)."""
+        found: dict[str, Lookup] = {}
+        for name in self._row_names(rows):
+            bound = self._nearest_binding(node, name)
+            if bound is None:
+                continue
+            lookup = self._lookup(bound[1]) or self._helper_lookup(bound[1])
+            if lookup is not None:
+                found[name] = lookup
+        return found
+
+    def _lookup(self, value: ast.AST) -> Lookup | None:
+        """Return the lookup ``M.objects.get(f="x")``, ``.filter(f__in=["x"]).first()`` or
+        ``.get_or_create(f="x")`` spells, when every filter is a literal."""
+        if not isinstance(value, ast.Call) or not isinstance(value.func, ast.Attribute):
+            return None
+        method = value.func.attr
+        call = value
+        if method in ("first", "last", "latest", "earliest") and not value.args:
+            inner = value.func.value
+            if not (
+                isinstance(inner, ast.Call)
+                and isinstance(inner.func, ast.Attribute)
+                and inner.func.attr == "filter"
+            ):
+                return None
+            call = inner
+        elif method not in ("get", "get_or_create"):
+            return None
+        assert isinstance(call.func, ast.Attribute)
+        key = self.model_of(call.func.value)
+        keywords = _keywords(call)
+        if key is None or keywords is None or call.args or not keywords:
+            return None
+        values: list[tuple[str, tuple[str, ...]]] = []
+        for spelled, node in keywords.items():
+            if spelled == "defaults":
+                continue
+            name, _, op = spelled.partition("__")
+            if op == "in" and isinstance(node, ast.List | ast.Tuple | ast.Set):
+                texts = [_text(e, self.constants) for e in node.elts]
+            elif not op:
+                texts = [_text(node, self.constants)]
+            else:
+                texts = [None]
+            if any(t is None for t in texts):
+                values.append((name, ()))  # a filter the reader cannot pin
+                continue
+            values.append((name, tuple(str(t) for t in texts)))
+        return Lookup(key, tuple(values))
+
+    def _helper_lookup(self, value: ast.AST) -> Lookup | None:
+        """Return the lookup a helper function of the module returns, one call deep:
+        ``permission = get_permission(apps)`` where the helper ends in ``return
+        Permission.objects.filter(codename__in=[...]).first()``."""
+        if not (isinstance(value, ast.Call) and isinstance(value.func, ast.Name)):
+            return None
+        helper = self.globals.get(value.func.id)
+        if not inspect.isfunction(helper) or self.depth > 0:
+            return None
+        tree, _, _ = function_source(helper)
+        if tree is None:
+            return None
+        reader = _Reader(
+            tree, self.app_label, CodeFacts(None, None), _constants(helper), helper, self.depth + 1
+        )
+        for node in reader.nodes:
+            if isinstance(node, ast.Assign):
+                reader._bind(node.targets, node.value)
+        returns = [
+            n.value
+            for n in reader.nodes
+            if isinstance(n, ast.Return) and n.value is not None
+            and not (isinstance(n.value, ast.Constant) and n.value.value is None)
+        ]
+        if len(returns) != 1:
+            return None
+        return reader._lookup(returns[0])
+
+    def _nearest_binding(self, node: ast.AST, name: str) -> tuple[ast.stmt, ast.expr] | None:
+        """Return the statement and value ``name`` was last bound to before ``node``, or None
+        when its nearest binding is not a plain assignment (a loop variable, a branch, a
+        parameter). ``x, created = M.objects.get_or_create(...)`` binds ``x`` to the call."""
         child = node
         parent = self.parents.get(node)
         while parent is not None and not isinstance(parent, ast.Lambda):
@@ -335,13 +445,20 @@ class _Reader:
                 if not isinstance(block, list) or child not in block:
                     continue
                 for stmt in reversed(block[: block.index(child)]):
-                    if (
-                        isinstance(stmt, ast.Assign)
-                        and len(stmt.targets) == 1
-                        and isinstance(stmt.targets[0], ast.Name)
-                        and stmt.targets[0].id == name
-                    ):
-                        return self.line(stmt) if self._creates(stmt.value) else None
+                    if isinstance(stmt, ast.Assign) and len(stmt.targets) == 1:
+                        target = stmt.targets[0]
+                        if isinstance(target, ast.Name) and target.id == name:
+                            return stmt, stmt.value
+                        if (
+                            isinstance(target, ast.Tuple)
+                            and target.elts
+                            and isinstance(target.elts[0], ast.Name)
+                            and target.elts[0].id == name
+                            and isinstance(stmt.value, ast.Call)
+                            and isinstance(stmt.value.func, ast.Attribute)
+                            and stmt.value.func.attr == "get_or_create"
+                        ):
+                            return stmt, stmt.value
                     if any(
                         isinstance(n, ast.Name) and n.id == name and isinstance(n.ctx, ast.Store)
                         for n in ast.walk(stmt)
@@ -581,6 +698,7 @@ class _Reader:
             absorbed=guard == "absorbed",
             rows=rows,
             fresh=self._fresh_names(node, rows),
+            looked_up=self._looked_up_names(node, rows),
             copied=rows is None or self._driven_by_data(node),
         )
         self.facts.inserts.append(insert)
@@ -675,7 +793,7 @@ def code_facts(func: Callable[..., Any], app_label: str) -> CodeFacts | None:
     if tree is None:
         return None
     facts = CodeFacts(path, first)
-    _Reader(tree, app_label, facts, _constants(func)).read()
+    _Reader(tree, app_label, facts, _constants(func), func).read()
     return facts
 
 

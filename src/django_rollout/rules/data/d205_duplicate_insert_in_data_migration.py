@@ -48,7 +48,10 @@ class DuplicateInsertInDataMigration(Rule):
     nothing can fail: the rule stays silent, as it does for an insert whose every key
     includes a row the same function inserted before it (``workflow =
     Workflow.objects.create(...)``, then ``WorkflowTask.objects.create(workflow=workflow,
-    ...)``: that key cannot exist yet). It fires when the table is in
+    ...)``: that key cannot exist yet), or, in an atomic migration, a permission the deploy
+    introduces (looked up by ``codename`` literals, directly or through a helper function
+    of the module, that S0's models do not declare: Django creates permission rows only
+    after ``migrate``, so no grant of it exists yet). It fires when the table is in
     S0 (the old release writes it while the migration runs), or when it was created earlier
     in the deploy unit or in a non-atomic migration: between the two steps the new release's
     start-up code (``AppConfig.ready()``, which also runs when ``manage.py migrate`` starts)
@@ -193,7 +196,8 @@ class DuplicateInsertInDataMigration(Rule):
             if writers is None:
                 continue
             keys = clashing_keys(ctx.unit, model, insert.rows)
-            if not keys or all(_fresh_in_every_row(k, insert) for k in keys):
+            fresh = {**insert.fresh, **_new_permissions(ctx, insert)}
+            if not keys or all(_fresh_in_every_row(k, insert.rows, fresh) for k in keys):
                 continue
             # Swallowing the clash works only where a failed statement does not poison the
             # transaction: outside one (non-atomic), or on a vendor that keeps it usable.
@@ -359,18 +363,70 @@ def _value(row: Mapping[str, ast.expr], name: str) -> ast.expr | None:
 
 
 def _is_fresh(value: ast.expr | None, fresh: Mapping[str, int]) -> bool:
-    """Return True for ``x``, ``x.pk`` or ``x.id`` where ``x`` holds a row inserted earlier."""
+    """Return True for ``x``, ``x.pk`` or ``x.id`` where ``x`` holds a row new at this point."""
     if isinstance(value, ast.Attribute) and value.attr in ("pk", "id"):
         value = value.value
     return isinstance(value, ast.Name) and value.id in fresh
 
 
-def _fresh_in_every_row(key: frozenset[str], insert: Insert) -> bool:
+def _fresh_in_every_row(
+    key: frozenset[str], rows: Sequence[Mapping[str, ast.expr]] | None, fresh: Mapping[str, int]
+) -> bool:
     """Return True when, in every row the insert writes, some field of ``key`` holds a row
-    this function inserted before: that key value cannot exist anywhere yet."""
-    if not insert.rows or not insert.fresh:
+    that did not exist before the migration: that key value cannot exist anywhere yet."""
+    if not rows or not fresh:
         return False
-    return all(any(_is_fresh(_value(row, f), insert.fresh) for f in key) for row in insert.rows)
+    return all(any(_is_fresh(_value(row, f), fresh) for f in key) for row in rows)
+
+
+_PERMISSION: ModelKey = ("auth", "permission")
+
+
+def _new_permissions(ctx: OperationContext, insert: Insert) -> dict[str, int]:
+    """Return the variables of ``insert`` holding a permission the deploy introduces.
+
+    Django creates permission rows after ``migrate`` (``post_migrate``) from the models'
+    ``Meta.permissions`` and default permissions. A codename the S0 models do not declare
+    has no row before this deploy, so no row of any table can reference it yet: granting
+    it (``GroupPermission.objects.create(permission=p, ...)``) in an atomic migration
+    cannot clash. The variable must be a lookup pinned to such codenames only.
+    """
+    if not ctx.atomic:
+        return {}
+    wanted = {
+        name: lookup.literal("codename")
+        for name, lookup in insert.looked_up.items()
+        if lookup.key == _PERMISSION
+    }
+    if not any(wanted.values()):
+        return {}
+    introduced = _introduced_codenames(ctx.unit)
+    return {
+        name: insert.line
+        for name, codenames in wanted.items()
+        if codenames and introduced.issuperset(codenames)
+    }
+
+
+def _introduced_codenames(unit: Unit) -> set[str]:
+    """Return the permission codenames the models declare now and S0's did not."""
+    introduced: set[str] = set()
+    for key in unit.state.models:
+        now = unit.model_now(key)
+        if now is None:
+            continue
+        declared = _codenames(now)
+        s0 = unit.lineage.s0_model(key)
+        introduced |= declared - (_codenames(s0) if s0 is not None else set())
+    return introduced
+
+
+def _codenames(model: ModelView) -> set[str]:
+    options = model.options
+    names = {str(p[0]) for p in options.get("permissions", ()) if p}
+    for action in options.get("default_permissions", ("add", "change", "delete", "view")):
+        names.add(f"{action}_{model.name.lower()}")
+    return names
 
 
 def _shown(keys: Sequence[frozenset[str]]) -> str:
