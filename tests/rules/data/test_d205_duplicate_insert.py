@@ -765,7 +765,30 @@ def d205(operations: Sequence[Operation], before: Sequence[Operation], **kw: Any
     return [f for f in findings(operations, before, **kw) if f.rule == "D205"]
 
 
+def get_new_permissions(apps: Any) -> Any:
+    Permission = apps.get_model("auth.Permission")
+    return Permission.objects.filter(codename__in=["choose_image"])
+
+
+def grant_each_permission_of_a_helper(apps: Any, schema_editor: Any) -> None:
+    Group = apps.get_model("shop", "Group")
+    Grant = apps.get_model("shop", "Grant")
+    for permission in get_new_permissions(apps):
+        for group in Group.objects.filter(permissions=permission):
+            Grant.objects.create(group=group, permission=permission)
+
+
+def grant_each_of_old_and_new_permissions(apps: Any, schema_editor: Any) -> None:
+    Permission = apps.get_model("auth", "Permission")
+    Group = apps.get_model("shop", "Group")
+    Grant = apps.get_model("shop", "Grant")
+    for permission in Permission.objects.filter(codename__in=["choose_image", "add_image"]):
+        for group in Group.objects.all():
+            Grant.objects.create(group=group, permission=permission)
+
+
 NEW_PERMISSION_GRANTS = {
+    "loop-over-helper": grant_each_permission_of_a_helper,
     "helper": grant_through_a_helper,
     "get": grant_a_looked_up_permission,
     "get_or_create": grant_a_created_permission,
@@ -806,8 +829,13 @@ def test_flags_grants_of_a_new_permission_in_a_non_atomic_migration(
 
 @pytest.mark.parametrize(
     "code",
-    [grant_an_old_default_permission, grant_old_and_new_permissions, grant_an_unpinned_permission],
-    ids=["old-default", "old-and-new", "unpinned"],
+    [
+        grant_an_old_default_permission,
+        grant_old_and_new_permissions,
+        grant_an_unpinned_permission,
+        grant_each_of_old_and_new_permissions,
+    ],
+    ids=["old-default", "old-and-new", "unpinned", "loop-old-and-new"],
 )
 def test_flags_grants_of_permissions_that_may_exist(code: Callable[..., Any]) -> None:
     found = d205([DECLARE_CHOOSE, run(code)], permission_models(), other_apps=AUTH)

@@ -344,7 +344,7 @@ class _Reader:
         fresh: dict[str, int] = {}
         for name in self._row_names(rows):
             bound = self._nearest_binding(node, name)
-            if bound is not None and self._creates(bound[1]):
+            if bound is not None and not bound[2] and self._creates(bound[1]):
                 fresh[name] = self.line(bound[0])
         return fresh
 
@@ -358,19 +358,23 @@ class _Reader:
             bound = self._nearest_binding(node, name)
             if bound is None:
                 continue
-            lookup = self._lookup(bound[1]) or self._helper_lookup(bound[1])
+            _, value, iterated = bound
+            lookup = self._lookup(value, iterated) or self._helper_lookup(value, iterated)
             if lookup is not None:
                 found[name] = lookup
         return found
 
-    def _lookup(self, value: ast.AST) -> Lookup | None:
+    def _lookup(self, value: ast.AST, many: bool = False) -> Lookup | None:
         """Return the lookup ``M.objects.get(f="x")``, ``.filter(f__in=["x"]).first()`` or
-        ``.get_or_create(f="x")`` spells, when every filter is a literal."""
+        ``.get_or_create(f="x")`` spells, when every filter is a literal. With ``many`` (a
+        loop variable over it), ``M.objects.filter(...)`` itself: each row it yields."""
         if not isinstance(value, ast.Call) or not isinstance(value.func, ast.Attribute):
             return None
         method = value.func.attr
         call = value
-        if method in ("first", "last", "latest", "earliest") and not value.args:
+        if many and method == "filter":
+            pass
+        elif method in ("first", "last", "latest", "earliest") and not value.args:
             inner = value.func.value
             if not (
                 isinstance(inner, ast.Call)
@@ -403,7 +407,7 @@ class _Reader:
             values.append((name, tuple(str(t) for t in texts)))
         return Lookup(key, tuple(values))
 
-    def _helper_lookup(self, value: ast.AST) -> Lookup | None:
+    def _helper_lookup(self, value: ast.AST, many: bool = False) -> Lookup | None:
         """Return the lookup a helper function of the module returns, one call deep:
         ``permission = get_permission(apps)`` where the helper ends in ``return
         Permission.objects.filter(codename__in=[...]).first()``."""
@@ -429,15 +433,25 @@ class _Reader:
         ]
         if len(returns) != 1:
             return None
-        return reader._lookup(returns[0])
+        return reader._lookup(returns[0], many)
 
-    def _nearest_binding(self, node: ast.AST, name: str) -> tuple[ast.stmt, ast.expr] | None:
-        """Return the statement and value ``name`` was last bound to before ``node``, or None
-        when its nearest binding is not a plain assignment (a loop variable, a branch, a
-        parameter). ``x, created = M.objects.get_or_create(...)`` binds ``x`` to the call."""
+    def _nearest_binding(
+        self, node: ast.AST, name: str
+    ) -> tuple[ast.stmt, ast.expr, bool] | None:
+        """Return the statement and value ``name`` was last bound to before ``node``, and
+        whether it iterates that value (``for name in value:``); None when its nearest
+        binding is anything else (a branch, ``with ... as``, a parameter).
+        ``x, created = M.objects.get_or_create(...)`` binds ``x`` to the call."""
         child = node
         parent = self.parents.get(node)
         while parent is not None and not isinstance(parent, ast.Lambda):
+            if (
+                isinstance(parent, ast.For)
+                and isinstance(parent.target, ast.Name)
+                and parent.target.id == name
+                and child in parent.body
+            ):
+                return parent, parent.iter, True
             if _binds_around(parent, name):
                 return None  # a loop variable, ``with ... as``, ``except ... as``
             for attr in ("body", "orelse", "finalbody"):
@@ -448,7 +462,7 @@ class _Reader:
                     if isinstance(stmt, ast.Assign) and len(stmt.targets) == 1:
                         target = stmt.targets[0]
                         if isinstance(target, ast.Name) and target.id == name:
-                            return stmt, stmt.value
+                            return stmt, stmt.value, False
                         if (
                             isinstance(target, ast.Tuple)
                             and target.elts
@@ -458,7 +472,7 @@ class _Reader:
                             and isinstance(stmt.value.func, ast.Attribute)
                             and stmt.value.func.attr == "get_or_create"
                         ):
-                            return stmt, stmt.value
+                            return stmt, stmt.value, False
                     if any(
                         isinstance(n, ast.Name) and n.id == name and isinstance(n.ctx, ast.Store)
                         for n in ast.walk(stmt)
