@@ -59,6 +59,13 @@ def test_flags_access_exclusive_on_the_referenced_table(label: str, django_setti
     (finding,) = l307(DROPS[label])
     assert dict(finding.details)["referenced_table"] == "auth_user"
     assert dict(finding.details)["lock"] == LockMode.ACCESS_EXCLUSIVE.pg_name
+    # The message names the column, or says the dropped table takes its foreign keys along.
+    expected = (
+        "(dropped with its foreign keys) points to"
+        if label in ("DeleteModel", "RemoveField M2M")  # the table, or its through table
+        else "`shop_order`.`user_id` points to"
+    )
+    assert expected in finding.message and "(foreign keys)`" not in finding.message
 
 
 def test_grades_a_drop_by_the_referenced_table_size(django_settings: None) -> None:

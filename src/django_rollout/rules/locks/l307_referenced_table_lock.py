@@ -96,8 +96,8 @@ class ReferencedTableLock(Rule):
     name = "referenced-table-lock"
     severity = Severity.WARNING
     message = (
-        "`{migration}` takes {mode} on `{referenced}`{size}, the table `{table}`.`{column}`"
-        " points to: {effect}"
+        "`{migration}` takes {mode} on `{referenced}`{size}, the table {source} points to:"
+        " {effect}"
     )
     help = "Set a short lock_timeout, and drop or add the constraint on its own, off-peak"
     recipe_steps = (
@@ -132,7 +132,13 @@ class ReferencedTableLock(Rule):
                 referenced=referenced,
                 size=size_text(rows),
                 table=step.table,
-                column=step.columns[0] if step.columns else "(foreign keys)",
+                column=step.columns[0] if step.columns else "",
+                # A dropped table names no column: its foreign keys go with it.
+                source=(
+                    f"`{step.table}`.`{step.columns[0]}`"
+                    if step.columns
+                    else f"`{step.table}` (dropped with its foreign keys)"
+                ),
                 effect=effect,
                 details=details(
                     rows=rows, referenced_table=referenced, lock=mode.pg_name if mode else None
