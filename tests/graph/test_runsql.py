@@ -362,3 +362,20 @@ def test_sqlite_statements_the_grammar_refuses_are_other() -> None:
 def test_bad_list_item_is_refused() -> None:
     with pytest.raises(SqlParseError):
         parse_sql([42])
+
+
+def test_noop_sql_does_not_import_pglast() -> None:
+    """``RunSQL.noop`` parses to nothing without pglast's import (a tenth of a second)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from django_rollout.graph.runsql import parse_sql\n"
+        "assert parse_sql('') == () and parse_sql(['  ', '']) == ()\n"
+        "assert 'pglast' not in sys.modules, 'imported for nothing'\n"
+        "assert parse_sql('SELECT 1')\n"
+        "assert 'pglast' in sys.modules\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr

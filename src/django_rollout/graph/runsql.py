@@ -107,11 +107,15 @@ def parse_sql(sql: str | Sequence[Any], vendor: str = "postgresql") -> tuple[Sql
     pairs. Raise :class:`SqlParseError` when a statement does not parse; for ``sqlite``
     such a statement (PRAGMA, SQLite-only syntax) becomes ``OTHER`` instead.
     """
+    # ``RunSQL.noop`` and blank texts do nothing: they must not cost pglast's import.
+    texts = [text for text in _statements_texts(sql) if text.strip()]
+    if not texts:
+        return ()
     actions: list[SqlAction] = []
     # pglast's AST module takes a tenth of a second to import: only projects with SQL pay it.
     from django_rollout.graph._pgsql import _parse_text
 
-    for text in _statements_texts(sql):
+    for text in texts:
         actions.extend(_parse_text(text, vendor))
     return tuple(actions)
 
