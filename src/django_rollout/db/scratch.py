@@ -1,0 +1,137 @@
+"""Throwaway databases for rehearsals: created with a unique name, always dropped.
+
+A scratch database lives on the server of a configured Django alias (PostgreSQL), or in a
+temporary file (SQLite). It is registered as its own Django connection alias for the time
+it lives, and dropped when the ``with`` block ends: on success, on an error and on Ctrl-C
+(``KeyboardInterrupt`` and SIGTERM unwind through it). ``keep=True`` leaves it in place and
+says where it is.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import signal
+import tempfile
+import threading
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+from types import FrameType
+from typing import Any
+
+from django_rollout.errors import DatabaseUnavailableError
+
+PREFIX = "rollout_scratch"
+
+
+@dataclass(frozen=True)
+class Scratch:
+    """A scratch database: the Django alias that reaches it, its name and vendor."""
+
+    alias: str
+    name: str
+    vendor: str
+    keep: bool = False
+
+
+def scratch_name(prefix: str = PREFIX) -> str:
+    """Return a database name no other run uses: the prefix, this process and 8 random hex."""
+    return f"{prefix}_{os.getpid()}_{secrets.token_hex(4)}"
+
+
+@contextmanager
+def scratch_database(source: str = "default", *, keep: bool = False) -> Iterator[Scratch]:
+    """Create a scratch database next to the database of alias ``source``; drop it after."""
+    from django.db import DatabaseError, connections
+    from django.utils.connection import ConnectionDoesNotExist
+
+    try:
+        origin = connections[source]
+    except ConnectionDoesNotExist:
+        raise DatabaseUnavailableError(f"no database alias {source!r} in settings") from None
+    settings = dict(origin.settings_dict)
+    vendor = origin.vendor
+    name = scratch_name()
+    alias = name
+    directory: str | None = None
+    if vendor == "postgresql":
+        try:
+            # Django warns when it falls back from the 'postgres' database; the error below
+            # says what matters if neither answers.
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                with origin._nodb_cursor() as cursor:
+                    cursor.execute(f'CREATE DATABASE "{name}"')
+        except DatabaseError as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise DatabaseUnavailableError(
+                f"cannot create a scratch database on {source!r}: {first}"
+            ) from None
+        settings["NAME"] = name
+    elif vendor == "sqlite":
+        directory = tempfile.mkdtemp(prefix=f"{PREFIX}_")
+        settings["NAME"] = os.path.join(directory, f"{name}.sqlite3")
+    else:
+        raise DatabaseUnavailableError(
+            f"rehearsals run on PostgreSQL or SQLite; {source!r} is {vendor}"
+        )
+    settings.setdefault("TEST", {})
+    connections.settings[alias] = settings
+    scratch = Scratch(alias=alias, name=settings["NAME"], vendor=vendor, keep=keep)
+    try:
+        with _terminate_as_interrupt():
+            yield scratch
+    finally:
+        _forget(alias)
+        if not keep:
+            if vendor == "postgresql":
+                _drop_postgresql(source, name)
+            elif directory is not None:
+                shutil.rmtree(directory, ignore_errors=True)
+
+
+def _forget(alias: str) -> None:
+    from django.db import connections
+
+    # Closing a broken connection must not hide the error that broke it.
+    with suppress(Exception):
+        connections[alias].close()
+    with suppress(AttributeError, KeyError):
+        del connections[alias]
+    connections.settings.pop(alias, None)
+
+
+def _drop_postgresql(source: str, name: str) -> None:
+    from django.db import connections
+
+    with connections[source]._nodb_cursor() as cursor:
+        # WITH (FORCE) (PostgreSQL 13+) ends sessions left behind, traffic threads included.
+        if connections[source].pg_version >= 130000:
+            cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        else:
+            cursor.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s",
+                [name],
+            )
+            cursor.execute(f'DROP DATABASE IF EXISTS "{name}"')
+
+
+@contextmanager
+def _terminate_as_interrupt() -> Iterator[None]:
+    """Turn SIGTERM into KeyboardInterrupt while the scratch database lives, so that a
+    killed run unwinds and drops it (main thread only: signals are delivered there)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: FrameType | None) -> Any:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -1,0 +1,270 @@
+"""Synthetic rows made through historical models, so that a rehearsal has data to break.
+
+``top_up(apps, alias, rows)`` brings every table of a migration state to ``rows`` rows. Rows
+are built from the models of that state (what the old release sees), not from today's
+models: every field gets a value of its type that varies with the row (so at least two rows
+hold distinct values that are not the default), a nullable field holds NULL in every third
+row, strings respect ``max_length``, ``choices`` are cycled, unique fields and unique sets
+stay unique, and foreign keys point at rows of the target table, which is filled first.
+A required field of a type this module does not know is filled from its default; a model
+it cannot fill is reported in ``SeedResult.skipped`` with the reason, never guessed.
+"""
+
+from __future__ import annotations
+
+import datetime
+import decimal
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from graphlib import CycleError, TopologicalSorter
+from typing import Any
+
+from django.db import models
+from django.db.models.fields import NOT_PROVIDED
+
+BATCH = 500
+_EPOCH = datetime.datetime(2024, 1, 1, 12, 0, 0)
+
+
+@dataclass
+class SeedResult:
+    """What ``top_up`` did: rows inserted per table, and the models it could not fill."""
+
+    inserted: dict[str, int] = field(default_factory=dict)
+    skipped: dict[str, str] = field(default_factory=dict)
+
+
+class _Unfillable(Exception):
+    """A required field whose value this module cannot make."""
+
+
+def top_up(apps: Any, alias: str, rows: int) -> SeedResult:
+    """Insert rows into every concrete, managed table of ``apps`` until each holds ``rows``."""
+    result = SeedResult()
+    for model in _in_dependency_order(_models(apps)):
+        table = model._meta.db_table
+        try:
+            inserted = _fill(model, alias, rows)
+        except _Unfillable as reason:
+            result.skipped[table] = str(reason)
+            continue
+        if inserted:
+            result.inserted[table] = inserted
+    return result
+
+
+def _models(apps: Any) -> list[type[models.Model]]:
+    return [
+        m
+        for m in apps.get_models(include_auto_created=True)
+        if m._meta.managed and not m._meta.proxy and not m._meta.swapped
+    ]
+
+
+def _in_dependency_order(found: Sequence[type[models.Model]]) -> list[type[models.Model]]:
+    """Targets of required foreign keys before the models that point at them."""
+    by_label = {m._meta.label_lower: m for m in found}
+    graph: dict[str, set[str]] = {}
+    for model in found:
+        needs = set()
+        for f in _concrete(model):
+            if f.is_relation and (f.many_to_one or f.one_to_one):
+                target = f.related_model._meta.label_lower  # type: ignore[union-attr]
+                if target != model._meta.label_lower and target in by_label:
+                    needs.add(target)
+        graph[model._meta.label_lower] = needs
+    try:
+        order = list(TopologicalSorter(graph).static_order())
+    except CycleError:  # required FKs in a cycle: fill in any order, nullable ones as NULL
+        order = sorted(graph)
+    return [by_label[label] for label in order]
+
+
+def _concrete(model: type[models.Model]) -> list[models.Field[Any, Any]]:
+    return [f for f in model._meta.concrete_fields if not getattr(f, "generated", False)]
+
+
+def _fill(model: type[models.Model], alias: str, rows: int) -> int:
+    manager = model._base_manager.db_manager(alias)
+    existing = manager.count()
+    if existing >= rows:
+        return 0
+    fields = [f for f in _concrete(model) if not _automatic(f)]
+    targets = {
+        f.name: list(
+            f.related_model._base_manager.db_manager(alias)  # type: ignore[union-attr]
+            .order_by("pk")
+            .values_list(f.target_field.attname, flat=True)[: max(rows, 1)]
+        )
+        for f in fields
+        if f.is_relation
+    }
+    unique_sets = _unique_sets(model)
+    seen: list[set[tuple[Any, ...]]] = [
+        set(manager.values_list(*names)) for names in unique_sets
+    ]
+    batch: list[models.Model] = []
+    made = 0
+    # Values are numbered from the rows already there, so a later top-up keeps them unique.
+    start = existing
+    attempts = 0
+    i = start
+    relations = {f.name: k for k, f in enumerate(f for f in fields if f.is_relation)}
+    while existing + made < rows and attempts < 3 * rows:
+        attempts += 1
+        values = {
+            f.attname: _value(f, i, targets.get(f.name), relations.get(f.name, 0))
+            for f in fields
+        }
+        i += 1
+        if any(v is _SKIP for v in values.values()):
+            continue
+        # A field with only a database default is left to the database.
+        values = {k: v for k, v in values.items() if v is not NOT_PROVIDED}
+        keys = [tuple(_key_value(model, values, n) for n in names) for names in unique_sets]
+        if any(k in s for k, s in zip(keys, seen, strict=True)):
+            continue
+        for k, s in zip(keys, seen, strict=True):
+            s.add(k)
+        batch.append(model(**values))
+        made += 1
+        if len(batch) >= BATCH:
+            manager.bulk_create(batch)
+            batch = []
+    if batch:
+        manager.bulk_create(batch)
+    return made
+
+
+def _automatic(f: models.Field[Any, Any]) -> bool:
+    return isinstance(f, models.AutoField | models.BigAutoField | models.SmallAutoField)
+
+
+def _unique_sets(model: type[models.Model]) -> list[tuple[str, ...]]:
+    """Field names of each uniqueness of the model (unique fields, unique_together, plain
+    UniqueConstraints), by attname, the primary key left out when it is automatic."""
+    meta = model._meta
+    sets: list[tuple[str, ...]] = []
+    for f in _concrete(model):
+        if f.unique and not _automatic(f):
+            sets.append((f.attname,))
+    for together in meta.unique_together:
+        sets.append(tuple(meta.get_field(n).attname for n in together))
+    for constraint in meta.constraints:
+        if (
+            isinstance(constraint, models.UniqueConstraint)
+            and constraint.fields
+            and constraint.condition is None
+            and not constraint.expressions
+        ):
+            sets.append(tuple(meta.get_field(n).attname for n in constraint.fields))
+    return sets
+
+
+def _key_value(model: type[models.Model], values: dict[str, Any], attname: str) -> Any:
+    value = values.get(attname)
+    # NULLs never collide in a unique index (NULLS DISTINCT): give each its own marker.
+    return object() if value is None else value
+
+
+class _Skip:
+    pass
+
+
+_SKIP = _Skip()
+
+
+def _value(
+    f: models.Field[Any, Any], i: int, targets: Sequence[Any] | None, position: int = 0
+) -> Any:
+    """The value of field ``f`` in synthetic row number ``i``.
+
+    The ``position``-th relation of a model advances one step more each time the first has
+    gone round its targets, so that two foreign keys over the same rows pair every target
+    with every other (a unique pair of foreign keys gets as many rows as it can hold).
+    """
+    if f.null and i % 3 == 2 and not f.primary_key:
+        return None
+    if f.is_relation:
+        if not targets:
+            if f.null:
+                return None
+            raise _Unfillable(f"`{f.name}` needs a row of an empty table")
+        if f.one_to_one or f.unique:
+            return targets[i] if i < len(targets) else (None if f.null else _SKIP)
+        return targets[(i + (i // len(targets)) * position) % len(targets)]
+    if f.choices:
+        flat = [value for value, _label in f.flatchoices]
+        if flat:
+            return flat[i % len(flat)]
+    made = _typed(f, i)
+    if made is not NOT_PROVIDED:
+        return made
+    if f.has_default():
+        return f.get_default()
+    if getattr(f, "db_default", NOT_PROVIDED) is not NOT_PROVIDED:
+        return NOT_PROVIDED  # left out of the INSERT: the database fills it
+    if f.null:
+        return None
+    raise _Unfillable(f"`{f.name}`: no synthetic value for {type(f).__name__}")
+
+
+def _typed(f: models.Field[Any, Any], i: int) -> Any:
+    n = i + 1
+    if isinstance(f, models.BooleanField):
+        return i % 2 == 0
+    if isinstance(f, models.EmailField):
+        return _fit(f"user{n}@example.com", f, tail=True)
+    if isinstance(f, models.URLField):
+        return _fit(f"https://example.com/{n}", f, tail=True)
+    if isinstance(f, models.SlugField):
+        return _fit(f"slug-{n}", f, tail=True)
+    if isinstance(f, models.GenericIPAddressField):
+        return f"10.{n // 65536 % 256}.{n // 256 % 256}.{n % 256}"
+    if isinstance(f, models.FileField):
+        return _fit(f"seed/{n}.bin", f, tail=True)
+    if isinstance(f, models.CharField | models.TextField):
+        return _fit(f"{f.name} {n}", f, tail=True)
+    if isinstance(f, models.UUIDField):
+        return uuid.UUID(int=n)
+    if isinstance(f, models.SmallIntegerField | models.PositiveSmallIntegerField):
+        return n % 32767
+    if isinstance(f, models.IntegerField):  # Big/Positive/plain integers
+        return n
+    if isinstance(f, models.DecimalField):
+        places = f.decimal_places or 0
+        whole = n % (10 ** max((f.max_digits or 10) - places, 1))
+        return decimal.Decimal(whole).quantize(decimal.Decimal(1).scaleb(-places))
+    if isinstance(f, models.FloatField):
+        return n * 1.5
+    if isinstance(f, models.DateTimeField):
+        from django.conf import settings
+        from django.utils import timezone
+
+        moment = _EPOCH + datetime.timedelta(hours=n)
+        return timezone.make_aware(moment, datetime.UTC) if settings.USE_TZ else moment
+    if isinstance(f, models.DateField):
+        return (_EPOCH + datetime.timedelta(days=n)).date()
+    if isinstance(f, models.TimeField):
+        return datetime.time(n % 24, n % 60)
+    if isinstance(f, models.DurationField):
+        return datetime.timedelta(seconds=n)
+    if isinstance(f, models.JSONField):
+        return {"n": n}
+    if isinstance(f, models.BinaryField):
+        return str(n).encode()
+    return NOT_PROVIDED
+
+
+def _fit(text: str, f: models.Field[Any, Any], tail: bool = False) -> str:
+    """Cut ``text`` to the field's max_length, keeping its distinct end (the number)."""
+    limit = getattr(f, "max_length", None)
+    if not limit or len(text) <= limit:
+        return text
+    return text[-limit:] if tail else text[:limit]
+
+
+def tables(apps: Any) -> Iterable[str]:
+    """The tables ``top_up`` fills for ``apps``."""
+    return [m._meta.db_table for m in _models(apps)]

@@ -1,0 +1,240 @@
+"""Scratch databases and synthetic rows, on the real PostgreSQL server (and SQLite)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from typing import Any
+
+import psycopg
+import pytest
+from django.db import connections, migrations, models
+from django.db.migrations.state import ProjectState
+
+from django_rollout.db.scratch import scratch_database
+from django_rollout.db.seed import top_up
+from django_rollout.errors import DatabaseUnavailableError
+
+PG = {"host": "127.0.0.1", "port": 5432, "user": "postgres"}
+SOURCE = "rollout_pg_source"
+LITE = "rollout_lite_source"
+
+
+@pytest.fixture(autouse=True)
+def aliases() -> Iterator[None]:
+    pg = {
+        "ENGINE": "django.db.backends.postgresql",
+        "NAME": "test",
+        "USER": PG["user"],
+        "HOST": PG["host"],
+        "PORT": PG["port"],
+    }
+    lite = {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}
+    # Filled with Django's defaults (OPTIONS, TIME_ZONE, ...), as settings.DATABASES would be.
+    filled = connections.configure_settings({"default": {}, SOURCE: pg, LITE: lite})
+    connections.settings.update({SOURCE: filled[SOURCE], LITE: filled[LITE]})
+    yield
+    for alias in (SOURCE, LITE):
+        connections[alias].close()
+        del connections[alias]
+        connections.settings.pop(alias)
+
+
+def pg_exists(name: str) -> bool:
+    with psycopg.connect(dbname="postgres", autocommit=True, **PG) as conn:
+        return (
+            conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone()
+            is not None
+        )
+
+
+# -- scratch databases -----------------------------------------------------------------------
+
+
+def test_postgresql_scratch_is_usable_then_dropped() -> None:
+    with scratch_database(SOURCE) as one, scratch_database(SOURCE) as two:
+        assert one.name != two.name and one.name.startswith("rollout_scratch_")
+        with connections[one.alias].cursor() as cursor:
+            cursor.execute("SELECT current_database()")
+            assert cursor.fetchone()[0] == one.name
+        assert pg_exists(one.name) and pg_exists(two.name)
+    assert not pg_exists(one.name) and not pg_exists(two.name)
+    assert one.alias not in connections.settings
+
+
+def test_postgresql_scratch_is_dropped_on_error_and_interrupt() -> None:
+    for error in (RuntimeError("migration failed"), KeyboardInterrupt()):
+        with pytest.raises(type(error)), scratch_database(SOURCE) as scratch:
+            # An open session must not keep the database alive.
+            connections[scratch.alias].ensure_connection()
+            raise error
+        assert not pg_exists(scratch.name)
+
+
+def test_postgresql_scratch_is_kept_on_request() -> None:
+    with scratch_database(SOURCE, keep=True) as scratch:
+        pass
+    try:
+        assert pg_exists(scratch.name)
+    finally:
+        with psycopg.connect(dbname="postgres", autocommit=True, **PG) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{scratch.name}" WITH (FORCE)')
+
+
+def test_sqlite_scratch_is_a_temporary_file() -> None:
+    with scratch_database(LITE) as scratch:
+        with connections[scratch.alias].cursor() as cursor:
+            cursor.execute("CREATE TABLE t (n integer)")
+        assert scratch.vendor == "sqlite" and os.path.exists(scratch.name)
+    assert not os.path.exists(scratch.name)
+
+
+def test_unknown_alias_and_unreachable_server_are_one_line_errors() -> None:
+    with (
+        pytest.raises(DatabaseUnavailableError, match="no database alias 'nope'"),
+        scratch_database("nope"),
+    ):
+        pass
+    connections.settings["rollout_dead"] = {**connections.settings[SOURCE], "PORT": 1}
+    connections.settings["rollout_dead"]["OPTIONS"] = {"connect_timeout": 3}
+    try:
+        with (
+            pytest.raises(DatabaseUnavailableError, match="cannot create a scratch database"),
+            scratch_database("rollout_dead"),
+        ):
+            pass
+    finally:
+        connections.settings.pop("rollout_dead")
+
+
+# -- synthetic rows --------------------------------------------------------------------------
+
+KINDS = [("a", "Alpha"), ("b", "Beta"), ("c", "Gamma")]
+
+
+def state() -> ProjectState:
+    operations: list[Any] = [
+        migrations.CreateModel(
+            "Category",
+            [
+                ("id", models.BigAutoField(primary_key=True)),
+                ("code", models.CharField(max_length=5, unique=True)),
+                ("name", models.CharField(max_length=8)),
+                ("kind", models.CharField(max_length=1, choices=KINDS, default="a")),
+            ],
+        ),
+        migrations.CreateModel(
+            "Product",
+            [
+                ("id", models.BigAutoField(primary_key=True)),
+                ("category", models.ForeignKey("seedapp.category", models.CASCADE)),
+                ("sku", models.CharField(max_length=12, unique=True)),
+                ("price", models.DecimalField(max_digits=6, decimal_places=2)),
+                ("note", models.TextField(null=True)),
+                ("active", models.BooleanField(default=False)),
+                ("created", models.DateTimeField()),
+                ("meta", models.JSONField(default=dict)),
+                ("uid", models.UUIDField(unique=True)),
+                ("stock", models.PositiveSmallIntegerField(default=0)),
+                ("email", models.EmailField(null=True)),
+            ],
+        ),
+        migrations.CreateModel(
+            "Tag", [("id", models.BigAutoField(primary_key=True)), ("label", models.SlugField())]
+        ),
+        migrations.CreateModel(
+            "ProductTag",
+            [
+                ("id", models.BigAutoField(primary_key=True)),
+                ("product", models.ForeignKey("seedapp.product", models.CASCADE)),
+                ("tag", models.ForeignKey("seedapp.tag", models.CASCADE)),
+            ],
+            options={"unique_together": {("product", "tag")}},
+        ),
+        migrations.CreateModel(
+            "Profile",
+            [
+                ("id", models.BigAutoField(primary_key=True)),
+                ("category", models.OneToOneField("seedapp.category", models.CASCADE)),
+            ],
+        ),
+    ]
+    project = ProjectState()
+    for op in operations:
+        op.state_forwards("seedapp", project)
+    return project
+
+
+@pytest.fixture(params=[SOURCE, LITE], ids=["postgresql", "sqlite"])
+def seeded(request: pytest.FixtureRequest) -> Iterator[tuple[Any, str]]:
+    apps = state().apps
+    with scratch_database(request.param) as scratch:
+        with connections[scratch.alias].schema_editor() as editor:
+            for model in apps.get_models():
+                editor.create_model(model)
+        yield apps, scratch.alias
+
+
+def test_top_up_fills_every_table_with_varied_valid_rows(seeded: tuple[Any, str]) -> None:
+    apps, alias = seeded
+    result = top_up(apps, alias, 20)
+    assert result.skipped == {}
+    assert set(result.inserted.values()) == {20}
+    Category = apps.get_model("seedapp", "Category")
+    Product = apps.get_model("seedapp", "Product")
+    categories = list(Category.objects.using(alias).all())
+    assert all(len(c.code) <= 5 and len(c.name) <= 8 for c in categories)
+    assert {c.kind for c in categories} == {"a", "b", "c"}
+    products = list(Product.objects.using(alias).all())
+    # Every field holds at least two distinct values, and nullable ones hold NULLs too.
+    for name in ("sku", "price", "active", "created", "meta", "uid", "stock", "category_id"):
+        assert len({str(getattr(p, name)) for p in products}) >= 2, name
+    assert any(p.note is None for p in products) and any(p.note for p in products)
+    assert any(p.active is not False for p in products) and any(p.stock != 0 for p in products)
+    # The unique pair of foreign keys got as many rows as asked, without a collision.
+    assert apps.get_model("seedapp", "ProductTag").objects.using(alias).count() == 20
+
+
+def test_top_up_tops_up(seeded: tuple[Any, str]) -> None:
+    apps, alias = seeded
+    top_up(apps, alias, 5)
+    assert top_up(apps, alias, 5).inserted == {}
+    again = top_up(apps, alias, 12)
+    assert again.inserted["seedapp_product"] == 7
+    assert apps.get_model("seedapp", "Product").objects.using(alias).count() == 12
+
+
+def test_a_one_to_one_takes_each_target_once(seeded: tuple[Any, str]) -> None:
+    apps, alias = seeded
+    Category = apps.get_model("seedapp", "Category")
+    Profile = apps.get_model("seedapp", "Profile")
+    top_up(apps, alias, 4)
+    first_two = list(Category.objects.using(alias).order_by("pk").values_list("pk", flat=True)[:2])
+    Category.objects.using(alias).filter(pk__in=first_two).delete()  # their profiles go too
+    assert Profile.objects.using(alias).count() == 2
+    top_up(apps, alias, 6)
+    # Six categories again; the profiles take the four without one, each exactly once.
+    assert Category.objects.using(alias).count() == 6
+    linked = list(Profile.objects.using(alias).values_list("category_id", flat=True))
+    assert len(linked) == 6 and len(set(linked)) == 6
+
+
+class Opaque(models.Field):  # type: ignore[type-arg]
+    """A third-party field type the seeder does not know."""
+
+    def db_type(self, connection: Any) -> str:
+        return "text"
+
+
+def test_a_model_it_cannot_fill_is_reported_not_guessed() -> None:
+    project = ProjectState()
+    migrations.CreateModel(
+        "Thing", [("id", models.BigAutoField(primary_key=True)), ("blob", Opaque())]
+    ).state_forwards("seedapp", project)
+    apps = project.apps
+    with scratch_database(SOURCE) as scratch:
+        with connections[scratch.alias].schema_editor() as editor:
+            editor.create_model(apps.get_model("seedapp", "Thing"))
+        result = top_up(apps, scratch.alias, 3)
+    assert result.inserted == {}
+    assert "`blob`: no synthetic value for Opaque" in result.skipped["seedapp_thing"]
