@@ -15,7 +15,7 @@ from __future__ import annotations
 import datetime
 import decimal
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from graphlib import CycleError, TopologicalSorter
 from typing import Any
@@ -107,9 +107,8 @@ def _fill(model: type[models.Model], alias: str, rows: int) -> int:
     batch: list[models.Model] = []
     made = 0
     # Values are numbered from the rows already there, so a later top-up keeps them unique.
-    start = existing
+    i = existing
     attempts = 0
-    i = start
     relations = {f.name: k for k, f in enumerate(f for f in fields if f.is_relation)}
     while existing + made < rows and attempts < 3 * rows:
         attempts += 1
@@ -122,7 +121,7 @@ def _fill(model: type[models.Model], alias: str, rows: int) -> int:
             continue
         # A field with only a database default is left to the database.
         values = {k: v for k, v in values.items() if v is not NOT_PROVIDED}
-        keys = [tuple(_key_value(model, values, n) for n in names) for names in unique_sets]
+        keys = [tuple(_key_value(values, n) for n in names) for names in unique_sets]
         if any(k in s for k, s in zip(keys, seen, strict=True)):
             continue
         for k, s in zip(keys, seen, strict=True):
@@ -162,17 +161,13 @@ def _unique_sets(model: type[models.Model]) -> list[tuple[str, ...]]:
     return sets
 
 
-def _key_value(model: type[models.Model], values: dict[str, Any], attname: str) -> Any:
+def _key_value(values: dict[str, Any], attname: str) -> Any:
     value = values.get(attname)
     # NULLs never collide in a unique index (NULLS DISTINCT): give each its own marker.
     return object() if value is None else value
 
 
-class _Skip:
-    pass
-
-
-_SKIP = _Skip()
+_SKIP = object()  # a row that cannot be made (a one-to-one ran out of targets)
 
 
 def _value(
@@ -263,8 +258,3 @@ def _fit(text: str, f: models.Field[Any, Any], tail: bool = False) -> str:
     if not limit or len(text) <= limit:
         return text
     return text[-limit:] if tail else text[:limit]
-
-
-def tables(apps: Any) -> Iterable[str]:
-    """The tables ``top_up`` fills for ``apps``."""
-    return [m._meta.db_table for m in _models(apps)]

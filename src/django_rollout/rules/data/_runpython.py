@@ -372,9 +372,7 @@ class _Reader:
             return None
         method = value.func.attr
         call = value
-        if many and method == "filter":
-            pass
-        elif method in ("first", "last", "latest", "earliest") and not value.args:
+        if method in ("first", "last", "latest", "earliest") and not value.args:
             inner = value.func.value
             if not (
                 isinstance(inner, ast.Call)
@@ -383,7 +381,7 @@ class _Reader:
             ):
                 return None
             call = inner
-        elif method not in ("get", "get_or_create"):
+        elif method not in ("get", "get_or_create") and not (many and method == "filter"):
             return None
         assert isinstance(call.func, ast.Attribute)
         key = self.model_of(call.func.value)
