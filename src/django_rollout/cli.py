@@ -7,12 +7,14 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import subprocess
 import sys
 import traceback
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import IO, Any
 
 from django_rollout import __version__
@@ -255,8 +257,31 @@ def _run_startup(args: argparse.Namespace) -> int:
     return 0
 
 
+@contextmanager
+def _fewer_collections() -> Iterator[None]:
+    """Run the cyclic garbage collector less often while a command runs.
+
+    A check allocates hundreds of thousands of short-lived objects (field clones, contexts,
+    findings) that reference counting frees; the collector's default pace (every 700
+    allocations) re-scans the whole loaded project over and over for little garbage: a
+    fifth of the run on 2,000 migrations, for under 2 MiB of peak memory saved. mypy runs
+    with the same kind of threshold. The previous pace is restored afterwards.
+    """
+    before = gc.get_threshold()
+    gc.set_threshold(50_000, 20, 20)
+    try:
+        yield
+    finally:
+        gc.set_threshold(*before)
+
+
 def run(argv: Sequence[str], *, prog: str = PROG, django_ready: bool = False) -> int:
     """Run one command; return its exit status. Errors become one line on stderr."""
+    with _fewer_collections():
+        return _run(argv, prog=prog, django_ready=django_ready)
+
+
+def _run(argv: Sequence[str], *, prog: str, django_ready: bool) -> int:
     parser = build_parser(prog)
     traceback_wanted = "--traceback" in argv
     try:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import sys
 import traceback
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from django.db.migrations.exceptions import (
 )
 from django.db.migrations.loader import MigrationLoader
 from django.db.migrations.migration import Migration
+from django.db.migrations.operations.base import Operation
 
 from django_rollout.errors import MigrationLoadError
 
@@ -81,13 +83,45 @@ def _import_error_line(exc: BaseException) -> str:
     return f"{where}cannot import migration module: {type(exc).__name__}: {exc}"
 
 
+LINE_ATTRIBUTE = "_rollout_line"
+
+
+@contextmanager
+def _recording_operation_lines() -> Iterator[None]:
+    """Record, on each operation built while migration modules are imported, the file and
+    line of the expression that built it.
+
+    A finding's line then costs a lookup instead of parsing its migration file again
+    (about 0.1 ms a file, a fifth of a run on 2,000 migrations). Django's ``Operation.__new__``
+    is wrapped only for the duration of the import and restored afterwards; an operation
+    built earlier (a module imported before) simply has no record, and its line is found by
+    parsing the file, as before.
+    """
+    original = Operation.__dict__["__new__"]
+    build = original.__func__ if isinstance(original, staticmethod) else original
+
+    def recording_new(cls: type[Operation], *args: Any, **kwargs: Any) -> Operation:
+        operation: Operation = build(cls, *args, **kwargs)
+        caller = sys._getframe(1)
+        with suppress(AttributeError):  # __slots__ in a custom operation: no record
+            setattr(operation, LINE_ATTRIBUTE, (caller.f_code.co_filename, caller.f_lineno))
+        return operation
+
+    Operation.__new__ = staticmethod(recording_new)  # type: ignore[method-assign,assignment]
+    try:
+        yield
+    finally:
+        Operation.__new__ = original  # type: ignore[method-assign]
+
+
 def load_graph(applied: Iterable[MigrationKey] = ()) -> Graph:
     """Load every app's migrations and compute the full forwards plan.
 
     ``applied`` only decides whether a squashed migration or the ones it replaces are used.
     """
     try:
-        loader = _PresetLoader(applied)
+        with _recording_operation_lines():
+            loader = _PresetLoader(applied)
     except SyntaxError as exc:
         raise MigrationLoadError(_syntax_error_line(exc)) from exc
     except NodeNotFoundError as exc:

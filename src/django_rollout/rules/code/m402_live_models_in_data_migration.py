@@ -16,7 +16,7 @@ from django.db import migrations, models
 
 from django_rollout.findings import Finding, Location, Severity
 from django_rollout.graph.context import OperationContext
-from django_rollout.graph.source import function_source, relative
+from django_rollout.graph.source import function_source, module_tree, relative
 from django_rollout.rules.base import Rule
 
 # Values reached through a model that are constants, not queries: `Order.Status.PAID`.
@@ -86,10 +86,8 @@ def _top_level_imports(body: list[ast.stmt]) -> Iterator[ast.Import | ast.Import
 
 @lru_cache(maxsize=256)
 def _module_bindings(path: str, package: str | None) -> tuple[Binding, ...]:
-    try:
-        with open(path, encoding="utf-8") as handle:
-            tree = ast.parse(handle.read(), filename=path)
-    except (OSError, SyntaxError, ValueError):
+    tree = module_tree(path)
+    if tree is None:
         return ()
     return tuple(
         b for node in _top_level_imports(tree.body) for b in _bindings(node, package, node.lineno)

@@ -14,7 +14,7 @@ from django.db import migrations
 from django_rollout.findings import Finding, Location, Severity
 from django_rollout.graph.context import MigrationContext, OperationContext
 from django_rollout.graph.runsql import parse_sql_safe
-from django_rollout.graph.source import relative
+from django_rollout.graph.source import module_tree, relative
 from django_rollout.rules.base import Rule, fill
 from django_rollout.vendors.base import StatementKind
 
@@ -65,10 +65,8 @@ def migration_finding(
 @lru_cache(maxsize=256)
 def _atomic_line(path: str) -> int | None:
     """Return the line of ``atomic = False`` in a migration file."""
-    try:
-        with open(path, encoding="utf-8") as handle:
-            tree = ast.parse(handle.read())
-    except (OSError, SyntaxError, ValueError):
+    tree = module_tree(path)
+    if tree is None:
         return None
     for node in ast.walk(tree):
         if isinstance(node, ast.Assign) and any(
