@@ -549,3 +549,86 @@ def dumps(report: Report) -> str:
     buffer = io.StringIO()
     write_json(report, buffer)
     return buffer.getvalue()
+
+
+@dataclass(frozen=True)
+class RehearseOptions:
+    """What to rehearse and where: the check's S0 flags plus the scratch database's."""
+
+    check: CheckOptions = field(default_factory=CheckOptions)
+    alias: str = "default"
+    rows: int = 1000
+    keep: bool = False
+    trace_locks: bool = True
+    traffic: bool = True
+
+
+def rehearse(options: RehearseOptions, progress: Any = None) -> Report:
+    """Replay the deploy unit on a scratch database with traffic; return the report.
+
+    The static findings of ``check`` for the same S0 are matched with what the database
+    showed: ``confirmed`` when an observed error has one of the rule's SQLSTATE classes on
+    one of the operation's tables, or (lock rules) when traffic waited behind a lock of one
+    of them. An error that no finding predicted is reported with ``rule: null``.
+    """
+    from django_rollout.db.rehearse import RehearseSettings
+    from django_rollout.db.rehearse import rehearse as walk_scratch
+
+    static = check(options.check)
+    deployed = _resolve_deployed(options.check)
+    graph = load_graph(deployed.applied or ())
+    config = load_config(_settings())
+    baseline = _baseline(graph, config)
+    if deployed.each_on_its_own:
+        done: list[Migration] = []
+        unit = list(graph.plan)
+    else:
+        done, unit = _split(graph, deployed)
+
+    def observed(m: Migration) -> bool:
+        key = (m.app_label, m.name)
+        return key not in baseline and m.app_label not in config.exclude_apps
+
+    rehearsal = walk_scratch(
+        done,
+        [(m, observed(m)) for m in unit],
+        frozenset(graph.loader.unmigrated_apps),
+        RehearseSettings(
+            alias=options.alias,
+            rows=options.rows,
+            keep=options.keep,
+            trace_locks=options.trace_locks,
+            traffic=options.traffic,
+        ),
+        each_on_its_own=deployed.each_on_its_own,
+        progress=progress,
+    )
+    from django_rollout.db.confirm import confirm, verdict
+
+    places: dict[MigrationKey, tuple[str | None, str | None]] = {}
+    findings = [_locate(f, graph, places) for f in confirm(static.findings, rehearsal)]
+    production = _vendor_of(_settings(), options.check.vendor, config)
+    return Report(
+        command="rehearse",
+        s0_source=deployed.source,
+        unit=tuple((m.app_label, m.name) for m in unit if observed(m)),
+        findings=tuple(sorted(findings, key=lambda f: f.sort_key)),
+        fail_on=static.fail_on,
+        vendor=static.vendor,
+        server_version=static.server_version,
+        suppressed=static.suppressed,
+        extra={
+            "verdict": verdict(findings, rehearsal, production),
+            "scratch": {"vendor": rehearsal.vendor, "name": rehearsal.scratch},
+            "steps": [s.to_dict() for s in rehearsal.steps],
+            "traffic": rehearsal.traffic,
+            "timings_s": {k: round(v, 3) for k, v in rehearsal.timings.items()},
+            "unseeded_tables": rehearsal.skipped_models,
+        },
+    )
+
+
+def _settings() -> Any:
+    from django.conf import settings
+
+    return settings

@@ -116,6 +116,42 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     check.add_argument("--server-version", help="PostgreSQL major version to judge for, e.g. 16")
     check.add_argument("--output", "-o", metavar="FILE", help="write the report to FILE")
 
+    rehearse = sub.add_parser(
+        "rehearse",
+        parents=[common],
+        help="replay the deploy unit on a scratch database with live-looking traffic",
+        description="Walk one scratch database forward through S0 and the unit, topped up with"
+        " synthetic rows, while old-code traffic reads and writes; report what production would"
+        " have seen. Exit 0: nothing at or above --fail-on; 1: findings or a failed migration;"
+        " 2: bad input.",
+    )
+    rehearse.add_argument("app_label", nargs="?", help="report only this app (S0 is unchanged)")
+    rehearse.add_argument("migration_name", nargs="?", help="report only this migration")
+    _s0_flags(rehearse)
+    rehearse.add_argument(
+        "--scratch",
+        default="default",
+        metavar="ALIAS",
+        help="create the scratch database on this alias's server (default: default)",
+    )
+    rehearse.add_argument(
+        "--rows", type=int, default=1000, help="synthetic rows per table before each step"
+    )
+    rehearse.add_argument("--keep", action="store_true", help="keep the scratch database")
+    rehearse.add_argument(
+        "--no-traffic", action="store_true", help="no traffic: only run the migrations"
+    )
+    rehearse.add_argument(
+        "--vendor",
+        choices=("postgresql", "sqlite"),
+        help="the production database (default: from DATABASES); SQLite is never safe for it",
+    )
+    rehearse.add_argument("--format", choices=("text", "json"), default="text", help="output")
+    rehearse.add_argument(
+        "--fail-on", choices=("error", "warning", "info"), help="exit 1 at or above (default error)"
+    )
+    rehearse.add_argument("--output", "-o", metavar="FILE", help="write the report to FILE")
+
     snapshot = sub.add_parser(
         "snapshot",
         parents=[common],
@@ -214,6 +250,51 @@ def _run_check(args: argparse.Namespace, capture: Any) -> int:
     return report.exit_status
 
 
+def _run_rehearse(args: argparse.Namespace, capture: Any) -> int:
+    from django_rollout import api
+    from django_rollout.reporting import render
+
+    if args.migration_name and not args.app_label:
+        raise ConfigurationError("a migration name needs an app label before it")
+    if args.rows < 0:
+        raise ConfigurationError("--rows must be 0 or more")
+    options = api.RehearseOptions(
+        check=api.CheckOptions(
+            since=args.since,
+            database=args.database,
+            applied_from=args.applied_from,
+            app_label=args.app_label,
+            migration=args.migration_name,
+            vendor=args.vendor,
+            fail_on=Severity.parse(args.fail_on) if args.fail_on else None,
+            startup_queries=capture.queries,
+            startup_error=capture.error,
+        ),
+        alias=args.scratch,
+        rows=args.rows,
+        keep=args.keep,
+        traffic=not args.no_traffic,
+    )
+    report = api.rehearse(options, progress=_progress(args))
+    out = _open_output(args.output)
+    try:
+        render(report, args.format, out, color=_color(args))
+    finally:
+        if out is not sys.stdout:
+            out.close()
+    return report.exit_status
+
+
+def _progress(args: argparse.Namespace) -> Any:
+    """Say which migration runs, on stderr, when it is a terminal (``rich`` status line)."""
+    if args.verbosity < 1 or not sys.stderr.isatty():
+        return None
+    from rich.console import Console
+
+    console = Console(file=sys.stderr)
+    return lambda text: console.print(f"[dim]rehearsing[/dim] {text}", highlight=False)
+
+
 def _run_snapshot(args: argparse.Namespace) -> int:
     from django_rollout.db.state import read_deployed
     from django_rollout.graph.deployed import snapshot_document
@@ -296,6 +377,8 @@ def _run(argv: Sequence[str], *, prog: str, django_ready: bool) -> int:
         capture = _setup(args, django_ready)
         if args.command == "snapshot":
             return _run_snapshot(args)
+        if args.command == "rehearse":
+            return _run_rehearse(args, capture)
         return _run_check(args, capture)
     except RolloutError as exc:
         if traceback_wanted:

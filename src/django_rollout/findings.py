@@ -60,6 +60,11 @@ class Finding:
     recipe: tuple[str, ...] = ()
     # Extra facts a rule wants to show (table size used for grading, the SQL quoted, ...).
     details: tuple[tuple[str, Any], ...] = ()
+    # Set by a rehearsal only: whether the database showed the hazard, its own error
+    # text, and the code version ("old" or "new") whose traffic hit it.
+    confirmed: bool | None = None
+    observed_error: str | None = None
+    code_version: str | None = None
 
     def with_severity(self, severity: Severity) -> Finding:
         return replace(self, severity=severity)
@@ -74,7 +79,7 @@ class Finding:
         )
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "rule": self.rule,
             "name": self.name,
             "severity": str(self.severity),
@@ -89,3 +94,8 @@ class Finding:
             "recipe": list(self.recipe),
             "details": {k: v for k, v in self.details},
         }
+        if self.confirmed is not None:
+            out["confirmed"] = self.confirmed
+            out["observed_error"] = self.observed_error
+            out["code_version"] = self.code_version
+        return out

@@ -108,8 +108,11 @@ def _drop_postgresql(source: str, name: str) -> None:
     from django.db import connections
 
     with connections[source]._nodb_cursor() as cursor:
+        # Asked on this cursor: the source alias's own database may not exist at all.
+        cursor.execute("SHOW server_version_num")
+        (version,) = cursor.fetchone()
         # WITH (FORCE) (PostgreSQL 13+) ends sessions left behind, traffic threads included.
-        if connections[source].pg_version >= 130000:
+        if int(version) >= 130000:
             cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         else:
             cursor.execute(

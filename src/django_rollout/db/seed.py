@@ -258,3 +258,28 @@ def _fit(text: str, f: models.Field[Any, Any], tail: bool = False) -> str:
     if not limit or len(text) <= limit:
         return text
     return text[-limit:] if tail else text[:limit]
+
+
+def new_row(model: type[models.Model], alias: str, n: int) -> models.Model | None:
+    """Return an unsaved row as code would create it: fields with a default left to the
+    model (the old release only knows its own defaults), the others filled like seeded
+    row ``n`` (pick ``n`` beyond the seeded rows, so unique values stay unique). None when
+    a required relation has no target row."""
+    values: dict[str, Any] = {}
+    for k, f in enumerate(f for f in _concrete(model) if not _automatic(f)):
+        if f.has_default() and not f.primary_key:
+            continue
+        targets = None
+        if f.is_relation:
+            manager = f.related_model._base_manager.db_manager(alias)  # type: ignore[union-attr]
+            first = manager.order_by("pk").values_list(f.target_field.attname, flat=True)[:1]
+            targets = list(first)
+        try:
+            value = _value(f, n, targets, k)
+        except _Unfillable:
+            return None
+        if value is _SKIP:
+            return None
+        if value is not NOT_PROVIDED:
+            values[f.attname] = value
+    return model(**values)

@@ -52,6 +52,10 @@ def render_text(
             line.append(f"[{f.name}]", style="dim")
             console.print(line)
             console.print(Text("    ") + _code(f.message))
+            if f.confirmed:
+                seen = f.observed_error or ""
+                who = f" ({f.code_version} code)" if f.code_version else ""
+                console.print(Text(f"    confirmed{who}: ", style="bold red") + _code(seen))
             console.print(Text("    help: ", style="green") + _code(f.help))
             if explain and f.recipe:
                 for step in f.recipe:
@@ -65,6 +69,8 @@ def render_text(
     if report.suppressed:
         summary += f"; {len(report.suppressed)} suppressed with a reason"
     console.print(summary)
+    if report.command == "rehearse":
+        _rehearsal_summary(console, report)
     if report.sql is not None:
         console.print()
         for item in report.sql:
@@ -74,3 +80,26 @@ def render_text(
                 console.print(escape(prefix + s.sql))
             if item.error:
                 console.print(Text(f"-- SQL not collected offline: {item.error}", style="yellow"))
+
+
+def _rehearsal_summary(console: Console, report: Report) -> None:
+    extra = report.extra
+    steps = extra.get("steps", [])
+    failed = [s for s in steps if s["status"] == "failed"]
+    confirmed = sum(1 for f in report.findings if f.confirmed)
+    waits = sum(st.get("traffic_wait_ms") or 0 for s in steps for st in s["statements"])
+    traffic = extra.get("traffic", {})
+    console.print(
+        f"rehearsed {len(steps)} migration(s) on {extra['scratch']['vendor']}:"
+        f" {confirmed} finding(s) confirmed, traffic waited {waits:.0f} ms,"
+        f" traffic actions {traffic.get('actions', {})} errors {traffic.get('errors', {})}"
+    )
+    for step in failed:
+        error = step["error"] or {}
+        console.print(
+            Text(f"FAILED {step['app_label']}.{step['migration']}: ", style="bold red")
+            + Text(f"[{error.get('sqlstate')}] {error.get('message')}")
+        )
+    verdict = extra.get("verdict")
+    style = {"safe": "bold green", "unsafe": "bold red"}.get(str(verdict), "bold yellow")
+    console.print(Text(f"verdict: {verdict}", style=style))

@@ -45,6 +45,10 @@ class Rule:
     message: ClassVar[str]
     help: ClassVar[str]
     recipe_steps: ClassVar[tuple[str, ...]] = ()
+    # SQLSTATE classes (two characters) of the error production sees when the hazard
+    # happens: a rehearsal confirms the finding when it observes one of them on the
+    # finding's table. Empty for rules whose hazard is a lock, not an error.
+    sqlstates: ClassVar[tuple[str, ...]] = ()
 
     def check_operation(self, ctx: OperationContext) -> Iterable[Finding]:
         """Return findings for one operation of a judged migration."""

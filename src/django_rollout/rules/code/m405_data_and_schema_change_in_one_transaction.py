@@ -454,6 +454,7 @@ class DataAndSchemaChangeInOneTransaction(Rule):
     """
 
     id = "M405"
+    sqlstates = ("55",)
     name = "data-and-schema-change-in-one-transaction"
     severity = Severity.ERROR
     message = (

@@ -87,6 +87,7 @@ class ConcurrentOperationInTransaction(Rule):
     """
 
     id = "M406"
+    sqlstates = ("25",)
     name = "concurrent-operation-in-transaction"
     severity = Severity.ERROR
     message = (

@@ -70,6 +70,7 @@ class NotNullColumnWithoutDbDefault(Rule):
     """
 
     id = "C101"
+    sqlstates = ("23",)
     name = "not-null-column-without-db-default"
     severity = Severity.ERROR
     message = (

@@ -67,6 +67,7 @@ class ColumnRenamedWhileInUse(Rule):
     """
 
     id = "C103"
+    sqlstates = ("42",)
     name = "column-renamed-while-in-use"
     severity = Severity.ERROR
     message = (

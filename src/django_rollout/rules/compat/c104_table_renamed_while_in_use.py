@@ -86,6 +86,7 @@ class TableRenamedWhileInUse(Rule):
     """
 
     id = "C104"
+    sqlstates = ("42",)
     name = "table-renamed-while-in-use"
     severity = Severity.ERROR
     message = (

@@ -72,6 +72,7 @@ class TableDroppedWhileInUse(Rule):
     """
 
     id = "C105"
+    sqlstates = ("42",)
     name = "table-dropped-while-in-use"
     severity = Severity.ERROR
     message = (

@@ -141,6 +141,7 @@ class ColumnTypeIncompatible(Rule):
     """
 
     id = "C106"
+    sqlstates = ("22", "42")
     name = "column-type-incompatible"
     severity = Severity.WARNING
     message = (

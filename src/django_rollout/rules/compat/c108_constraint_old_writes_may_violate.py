@@ -202,6 +202,7 @@ class ConstraintOldWritesMayViolate(Rule):
     """
 
     id = "C108"
+    sqlstates = ("23",)
     name = "constraint-old-writes-may-violate"
     severity = Severity.WARNING
     message = (

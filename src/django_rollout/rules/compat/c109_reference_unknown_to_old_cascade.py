@@ -138,6 +138,7 @@ class ReferenceUnknownToOldCascade(Rule):
     """
 
     id = "C109"
+    sqlstates = ("23",)
     name = "reference-unknown-to-old-cascade"
     severity = Severity.WARNING
     message = (

@@ -241,6 +241,7 @@ class UniquenessOverCollidingRows(Rule):
     """
 
     id = "D201"
+    sqlstates = ("23",)
     name = "uniqueness-over-colliding-rows"
     severity = Severity.ERROR
     message = (

@@ -205,6 +205,7 @@ class CheckOverViolatingRows(Rule):
     """
 
     id = "D204"
+    sqlstates = ("23",)
     name = "check-over-violating-rows"
     severity = Severity.WARNING
     message = (

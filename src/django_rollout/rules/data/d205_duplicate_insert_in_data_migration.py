@@ -140,6 +140,7 @@ class DuplicateInsertInDataMigration(Rule):
     """
 
     id = "D205"
+    sqlstates = ("23",)
     name = "duplicate-insert-in-data-migration"
     severity = Severity.WARNING
     message = (

@@ -77,6 +77,7 @@ class NarrowingTypeChange(Rule):
     """
 
     id = "D206"
+    sqlstates = ("22",)
     name = "narrowing-type-change"
     severity = Severity.WARNING
     message = (

@@ -1,0 +1,158 @@
+"""Match what a rehearsal observed with the static findings (pure: no connection).
+
+A finding is confirmed when an error observed at its migration has one of its rule's
+SQLSTATE classes on one of its operation's tables (ARCHITECTURE.md), or, for a lock rule,
+when traffic waited while a statement of its migration held a lock on one of them. An
+error that no finding explains is reported with ``rule: null``. A migration that failed is
+an error whatever the severity of the finding it confirms.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import replace
+
+from django_rollout.db.rehearse import Rehearsal, Step
+from django_rollout.db.traffic import Observed
+from django_rollout.findings import Finding, Severity
+from django_rollout.rules.registry import rule_by_id
+
+SAFE, UNSAFE, INCONCLUSIVE = "safe", "unsafe", "inconclusive"
+
+
+def confirm(findings: Iterable[Finding], rehearsal: Rehearsal) -> list[Finding]:
+    """Return every finding with ``confirmed``/``observed_error``/``code_version`` set, plus
+    a ``rule: null`` finding for each observed error no finding explains."""
+    steps = {(s.app_label, s.migration): s for s in rehearsal.steps}
+    observed = [s.error for s in rehearsal.steps if s.error is not None]
+    observed += rehearsal.traffic_errors
+    explained: set[int] = set()
+    out: list[Finding] = []
+    for finding in findings:
+        step = steps.get((finding.app_label or "", finding.migration or ""))
+        if step is None or finding.rule is None:
+            # Not rehearsed (after a failure, or about the project): not confirmed.
+            out.append(replace(finding, confirmed=False))
+            continue
+        matches = _matching_errors(finding, step, observed)
+        explained.update(id(m) for m in matches)
+        match = next((m for m in matches if m.code_version is None), None)
+        match = match or (matches[0] if matches else None)
+        if match is not None:
+            severity = Severity.ERROR if match.code_version is None else finding.severity
+            out.append(
+                replace(
+                    finding,
+                    severity=max(severity, finding.severity),
+                    confirmed=True,
+                    observed_error=_describe(match),
+                    code_version=match.code_version,
+                )
+            )
+        elif _waited_on(finding, step):
+            out.append(
+                replace(
+                    finding,
+                    confirmed=True,
+                    observed_error=f"traffic waited {_wait(step):.0f} ms behind its locks",
+                    code_version="old",
+                )
+            )
+        else:
+            out.append(replace(finding, confirmed=False))
+    groups: dict[tuple[object, ...], list[Observed]] = {}
+    for o in observed:
+        if id(o) not in explained:
+            key = (o.app_label, o.migration, o.code_version, o.sqlstate, o.table)
+            groups.setdefault(key, []).append(o)
+    out.extend(_unexplained(group) for group in groups.values())
+    return out
+
+
+def _matching_errors(
+    finding: Finding, step: Step, observed: Sequence[Observed]
+) -> list[Observed]:
+    """The observed errors of the finding's migration that its rule explains."""
+    rule = rule_by_id(finding.rule or "")
+    classes = getattr(rule, "sqlstates", ()) if rule is not None else ()
+    if not classes:
+        return []
+    tables = _tables(finding, step)
+    return [
+        found
+        for found in observed
+        if (found.app_label, found.migration) == (step.app_label, step.migration)
+        and found.sqlstate
+        and found.sqlstate[:2] in classes
+        and (tables is None or found.table is None or found.table in tables)
+    ]
+
+
+def _waited_on(finding: Finding, step: Step) -> bool:
+    if not (finding.rule or "").startswith("L"):
+        return False
+    tables = _tables(finding, step)
+    for statement in step.statements:
+        if not statement.traffic_wait_ms:
+            continue
+        held = {lock.relation for lock in statement.locks}
+        if tables is None or held & tables or not held:
+            return True
+    return False
+
+
+def _tables(finding: Finding, step: Step) -> frozenset[str] | None:
+    if finding.operation_index is None:
+        return None
+    return step.tables.get(finding.operation_index)
+
+
+def _wait(step: Step) -> float:
+    return sum(s.traffic_wait_ms or 0.0 for s in step.statements)
+
+
+def _describe(found: Observed) -> str:
+    code = f"[{found.sqlstate}] " if found.sqlstate else ""
+    return f"{code}{found.message}"
+
+
+def _unexplained(group: Sequence[Observed]) -> Finding:
+    """One ``rule: null`` finding per migration, code version, SQLSTATE and table."""
+    found = group[0]
+    actions = sorted({o.action for o in group if o.action and o.code_version})
+    who = {
+        None: "the migration",
+        "old": "the release still serving (old code)",
+        "new": "the release being deployed (new code)",
+    }[found.code_version]
+    where = f" on `{found.table}`" if found.table else ""
+    action = f" ({', '.join(actions)})" if actions else ""
+    return Finding(
+        rule=None,
+        name="observed-error",
+        severity=Severity.ERROR,
+        message=f"{who} fails{where}{action}: {found.message}",
+        help="no rule predicted this error: read the statement and the database's message",
+        app_label=found.app_label,
+        migration=found.migration,
+        confirmed=True,
+        observed_error=_describe(found),
+        code_version=found.code_version,
+        details=tuple(
+            (k, v)
+            for k, v in (("sqlstate", found.sqlstate), ("statement", found.statement))
+            if v is not None
+        ),
+    )
+
+
+def verdict(findings: Sequence[Finding], rehearsal: Rehearsal, production: str) -> str:
+    """``unsafe`` when a migration failed or an error was confirmed; ``safe`` otherwise,
+    except that SQLite cannot see locks: for a PostgreSQL production it is inconclusive."""
+    if rehearsal.failed is not None or any(
+        f.confirmed and f.severity >= Severity.ERROR for f in findings
+    ):
+        return UNSAFE
+    if rehearsal.vendor != production:
+        return INCONCLUSIVE
+    return SAFE

@@ -1,0 +1,320 @@
+"""Rehearse a deploy: walk ONE scratch database forward through S0 and the unit.
+
+S0's migrations are applied without tracing and the tables topped up with synthetic rows.
+Then each migration of the unit runs as ``migrate`` runs it (Django's executor, the same
+schema editor, deferred SQL included), with its statements traced, after a top-up of the
+tables of the state before it, while old-code traffic runs in threads on every table
+(PostgreSQL; SQLite allows one writer at a time, so there it only runs between steps). After
+each step, one round of old-code traffic checks that the release still serving can read and
+write what the step left behind. At the end, one round of new-code traffic (the project's
+real models) checks the release being deployed. A migration that fails stops the walk.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.db import models
+from django.db.migrations.migration import Migration
+from django.db.migrations.state import ProjectState
+
+from django_rollout.db.locks import Probe, Statement, Tracer
+from django_rollout.db.scratch import Scratch, scratch_database
+from django_rollout.db.seed import top_up
+from django_rollout.db.traffic import Observed, Traffic, observe
+
+Progress = Callable[[str], None]
+RECORDER_TABLE = "django_migrations"
+
+
+@dataclass
+class Step:
+    """One migration of the unit, as the scratch database ran it."""
+
+    app_label: str
+    migration: str
+    status: str = "applied"  # or "failed"
+    error: Observed | None = None
+    statements: list[Statement] = field(default_factory=list)
+    seeded: int = 0
+    # Tables each operation works on (by index), for matching findings; None: any table.
+    tables: dict[int, frozenset[str] | None] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "app_label": self.app_label,
+            "migration": self.migration,
+            "status": self.status,
+            "error": None if self.error is None else self.error.to_dict(),
+            "seeded_rows": self.seeded,
+            "statements": [s.to_dict() for s in self.statements],
+        }
+
+
+@dataclass
+class Rehearsal:
+    """What the scratch database showed: the steps, traffic errors and where time went."""
+
+    vendor: str
+    scratch: str
+    steps: list[Step] = field(default_factory=list)
+    traffic_errors: list[Observed] = field(default_factory=list)
+    traffic: dict[str, dict[str, int]] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+    skipped_models: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def failed(self) -> Step | None:
+        return next((s for s in self.steps if s.status == "failed"), None)
+
+
+@dataclass(frozen=True)
+class RehearseSettings:
+    alias: str = "default"
+    rows: int = 1000
+    keep: bool = False
+    trace_locks: bool = True
+    traffic: bool = True
+
+
+def rehearse(
+    s0: Sequence[Migration],
+    unit: Sequence[tuple[Migration, bool]],
+    real_apps: frozenset[str],
+    settings: RehearseSettings,
+    each_on_its_own: bool,
+    progress: Progress | None = None,
+) -> Rehearsal:
+    """Walk a scratch database forward through ``s0`` then ``unit``; see the module doc.
+
+    Each migration of ``unit`` comes with whether it is observed: one that the
+    configuration does not judge (a baseline, an excluded app) runs quietly, like S0.
+    """
+    say = progress or (lambda text: None)
+    began = time.perf_counter()
+    with scratch_database(settings.alias, keep=settings.keep) as scratch:
+        result = Rehearsal(vendor=scratch.vendor, scratch=scratch.name)
+        try:
+            _walk(scratch, s0, unit, real_apps, settings, each_on_its_own, result, say)
+        finally:
+            from django.db import connections
+
+            connections[scratch.alias].close()
+    result.timings["total_s"] = time.perf_counter() - began
+    return result
+
+
+def _walk(
+    scratch: Scratch,
+    s0: Sequence[Migration],
+    unit: Sequence[tuple[Migration, bool]],
+    real_apps: frozenset[str],
+    settings: RehearseSettings,
+    each_on_its_own: bool,
+    result: Rehearsal,
+    say: Progress,
+) -> None:
+    from django.db import connections
+    from django.db.migrations.executor import MigrationExecutor
+
+    connection = connections[scratch.alias]
+    executor = MigrationExecutor(connection)
+    traffic = Traffic(scratch.alias)
+    timings = result.timings
+    for key in ("seed_s", "migrate_s", "traffic_s", "tracing_s", "s0_s"):
+        timings[key] = 0.0
+    state = ProjectState(real_apps=set(real_apps))
+    state.apps  # noqa: B018 - render once; the executor advances it in place
+
+    clock = time.perf_counter()
+    for migration in s0:
+        say(f"S0 {migration.app_label}.{migration.name}")
+        state = executor.apply_migration(state, migration)
+    timings["s0_s"] += time.perf_counter() - clock
+    old_models: list[type[models.Model]] | None = None
+
+    for migration, observed in unit:
+        if not observed:
+            clock = time.perf_counter()
+            state = executor.apply_migration(state, migration)
+            timings["s0_s"] += time.perf_counter() - clock
+            continue
+        if each_on_its_own or old_models is None:
+            old_models = _frozen_models(state)
+        step = Step(migration.app_label, migration.name)
+        result.steps.append(step)
+        step.tables = _operation_tables(migration, state)
+
+        clock = time.perf_counter()
+        seeded = top_up(state.apps, scratch.alias, settings.rows)
+        step.seeded = sum(seeded.inserted.values())
+        result.skipped_models.update(seeded.skipped)
+        timings["seed_s"] += time.perf_counter() - clock
+
+        say(f"{migration.app_label}.{migration.name}")
+        state = _run_step(
+            executor, state, migration, step, traffic, old_models, settings, result, say
+        )
+        if step.status == "failed":
+            break
+        clock = time.perf_counter()
+        for found in traffic.round(old_models, "old", migration.app_label, migration.name):
+            _keep(result.traffic_errors, found)
+        timings["traffic_s"] += time.perf_counter() - clock
+
+    if result.failed is None and result.steps:
+        last = result.steps[-1]
+        clock = time.perf_counter()
+        new_models = _real_models(state)
+        for found in traffic.round(new_models, "new", last.app_label, last.migration):
+            _keep(result.traffic_errors, found)
+        timings["traffic_s"] += time.perf_counter() - clock
+    result.traffic = {
+        "actions": dict(traffic.counters.actions),
+        "errors": dict(traffic.counters.errors),
+    }
+
+
+def _run_step(
+    executor: Any,
+    state: ProjectState,
+    migration: Migration,
+    step: Step,
+    traffic: Traffic,
+    old_models: Sequence[type[models.Model]],
+    settings: RehearseSettings,
+    result: Rehearsal,
+    say: Progress,
+) -> ProjectState:
+    """Apply one migration with its statements traced and traffic running around it."""
+    connection = executor.connection
+    connection.ensure_connection()
+    origin = time.perf_counter()
+    tracer = Tracer(connection, origin, trace_locks=settings.trace_locks)
+    background = settings.traffic and connection.vendor == "postgresql" and old_models
+    sink: list[Observed] = []
+    where = {"app_label": migration.app_label, "migration": migration.name}
+    clock = time.perf_counter()
+    try:
+        if background:
+            with traffic.background(old_models, "old", where, sink) as pids:
+                migrating = _pid(connection)
+                probe = Probe(connection.alias, migrating, tracer) if migrating else None
+                if probe is not None:
+                    probe.traffic_pids = pids
+                    with probe:
+                        state = _apply(executor, state, migration, tracer, step)
+                else:
+                    state = _apply(executor, state, migration, tracer, step)
+        else:
+            state = _apply(executor, state, migration, tracer, step)
+    finally:
+        result.timings["migrate_s"] += time.perf_counter() - clock - tracer.tracing_s
+        result.timings["tracing_s"] += tracer.tracing_s
+        step.statements = [s for s in tracer.statements if RECORDER_TABLE not in s.sql]
+        for found in sink:
+            _keep(result.traffic_errors, found)
+    return state
+
+
+def _apply(
+    executor: Any, state: ProjectState, migration: Migration, tracer: Tracer, step: Step
+) -> ProjectState:
+    connection = executor.connection
+    try:
+        with connection.execute_wrapper(tracer):
+            state = executor.apply_migration(state, migration)
+    except Exception as exc:  # the migration failed: the main finding, not bad input
+        failed = next((s for s in reversed(tracer.statements) if s.failed), None)
+        step.status = "failed"
+        step.error = observe(
+            exc,
+            app_label=migration.app_label,
+            migration=migration.name,
+            action="migrate",
+            statement=failed.sql if failed else None,
+        )
+        # The scratch state is unknown after a failed non-atomic migration; the walk stops.
+    finally:
+        tracer.released()
+    return state
+
+
+def _pid(connection: Any) -> int | None:
+    info = getattr(connection.connection, "info", None)
+    pid = getattr(info, "backend_pid", None)
+    return int(pid) if pid is not None else None
+
+
+def _keep(errors: list[Observed], found: Observed) -> None:
+    """Keep the first error of each kind (code version, SQLSTATE, table, action)."""
+    key = (found.code_version, found.sqlstate, found.table, found.action)
+    if all((e.code_version, e.sqlstate, e.table, e.action) != key for e in errors):
+        errors.append(found)
+
+
+def _models(apps: Any) -> list[type[models.Model]]:
+    return [
+        m
+        for m in apps.get_models()
+        if m._meta.managed and not m._meta.proxy and not m._meta.swapped
+    ]
+
+
+def _frozen_models(state: ProjectState) -> list[type[models.Model]]:
+    """The models of ``state`` as they are now, in a registry of their own.
+
+    A clone of a rendered state shares its model classes, and those follow the executor's
+    re-rendering of relations: old code must keep the classes of its own release.
+    """
+    frozen = ProjectState(
+        models={key: model.clone() for key, model in state.models.items()},
+        real_apps=set(state.real_apps),
+    )
+    return _models(frozen.apps)
+
+
+def _real_models(state: ProjectState) -> list[type[models.Model]]:
+    """The project's real models whose tables the walked state has."""
+    from django.apps import apps
+
+    tables = {m._meta.db_table for m in _models(state.apps)}
+    return [m for m in _models(apps) if m._meta.db_table in tables]
+
+
+def _operation_tables(
+    migration: Migration, state: ProjectState
+) -> dict[int, frozenset[str] | None]:
+    """Return, per operation, the tables it works on (None for code: any table)."""
+    from django.db import migrations as ops
+    out: dict[int, frozenset[str] | None] = {}
+
+    def table_of(name: str | None) -> str | None:
+        if not name:
+            return None
+        model = state.models.get((migration.app_label, name.lower()))
+        if model is None:
+            return f"{migration.app_label}_{name.lower()}"
+        return str(model.options.get("db_table") or f"{migration.app_label}_{name.lower()}")
+
+    for i, op in enumerate(migration.operations):
+        if isinstance(op, ops.RunPython | ops.RunSQL | ops.SeparateDatabaseAndState):
+            out[i] = None
+            continue
+        names: set[str | None] = set()
+        names.add(getattr(op, "model_name", None) or getattr(op, "name", None))
+        if isinstance(op, ops.RenameModel):
+            names |= {op.old_name, op.new_name}
+        found = {t for t in (table_of(n) for n in names) if t}
+        field_obj = getattr(op, "field", None)
+        remote = getattr(field_obj, "remote_field", None)
+        if remote is not None and isinstance(remote.model, str) and "." in remote.model:
+            app, model = remote.model.split(".", 1)
+            target = state.models.get((app, model.lower()))
+            if target is not None:
+                found.add(str(target.options.get("db_table") or f"{app}_{model.lower()}"))
+        out[i] = frozenset(found) if found else None
+    return out

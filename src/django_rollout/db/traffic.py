@@ -1,0 +1,237 @@
+"""Old- and new-code traffic on a scratch database, and the errors the database gives it.
+
+Traffic does what the ORM of a code version does on each table: create a row with the
+model's defaults, read every field, update every field, delete. Old code is approximated by
+the historical models of S0, new code by the project's real models (their ``save()``,
+signals and managers). ``Traffic.round`` runs each action once per model and returns what
+failed; ``Traffic.background`` keeps doing it in threads, one per table, while a migration
+runs, so that every statement has traffic on every table it locks.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.db import models
+
+from django_rollout.db.seed import new_row
+
+# Numbers for traffic rows start far beyond the seeded ones, so unique values stay unique.
+FIRST_ROW = 10_000_000
+PAUSE_S = 0.002
+
+
+@dataclass(frozen=True)
+class Observed:
+    """An error the database raised: where, for whom, its SQLSTATE and its own text."""
+
+    sqlstate: str | None
+    message: str
+    app_label: str | None = None
+    migration: str | None = None
+    code_version: str | None = None  # "old", "new", or None for the migration itself
+    action: str | None = None  # create, read, update, delete, or "migrate"
+    statement: str | None = None
+    table: str | None = None
+    column: str | None = None
+    constraint: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+
+# SQLite gives no SQLSTATE: its messages map onto PostgreSQL's codes for the same failure.
+_SQLITE = (
+    (re.compile(r"NOT NULL constraint failed: (\w+)\.(\w+)"), "23502"),
+    (re.compile(r"UNIQUE constraint failed: (\w+)\.(\w+)"), "23505"),
+    (re.compile(r"FOREIGN KEY constraint failed()()"), "23503"),
+    (re.compile(r"CHECK constraint failed: ()(\w+)"), "23514"),
+    (re.compile(r"table (\w+) has no column named (\w+)"), "42703"),
+    (re.compile(r"no such column: ()([\w.]+)"), "42703"),
+    (re.compile(r"no such table: ()(\w+)"), "42P01"),
+)
+
+
+def observe(exc: BaseException, **where: Any) -> Observed:
+    """Return what ``exc`` tells: SQLSTATE, message, table, column, constraint."""
+    cause: BaseException | None = exc
+    while cause is not None:
+        sqlstate = getattr(cause, "sqlstate", None) or getattr(cause, "pgcode", None)
+        if sqlstate:
+            diag = getattr(cause, "diag", None)
+            return Observed(
+                sqlstate=str(sqlstate),
+                message=_first_line(cause),
+                table=getattr(diag, "table_name", None),
+                column=getattr(diag, "column_name", None),
+                constraint=getattr(diag, "constraint_name", None),
+                **where,
+            )
+        cause = cause.__cause__
+    message = _first_line(exc)
+    for pattern, code in _SQLITE:
+        found = pattern.search(message)
+        if found:
+            table, name = found.group(1) or None, found.group(2) or None
+            if table and table.startswith("new__"):
+                table = table[len("new__") :]  # Django remakes SQLite tables under new__<name>
+            if code == "42P01":
+                table, name = name, None
+            if code == "23514":
+                return Observed(code, message, constraint=name, **where)
+            return Observed(code, message, table=table, column=name, **where)
+    return Observed(None, message, **where)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+@dataclass
+class Counters:
+    """How much traffic ran and failed, per code version."""
+
+    actions: dict[str, int] = field(default_factory=dict)
+    errors: dict[str, int] = field(default_factory=dict)
+
+    def add(self, version: str, failed: bool) -> None:
+        self.actions[version] = self.actions.get(version, 0) + 1
+        if failed:
+            self.errors[version] = self.errors.get(version, 0) + 1
+
+
+class Traffic:
+    """Traffic of one or more code versions on the scratch database of ``alias``."""
+
+    def __init__(self, alias: str) -> None:
+        self.alias = alias
+        self.counters = Counters()
+        self._lock = threading.Lock()
+        self._n = FIRST_ROW
+
+    def _next(self) -> int:
+        with self._lock:
+            self._n += 1
+            return self._n
+
+    def round(
+        self,
+        model_list: Sequence[type[models.Model]],
+        version: str,
+        app_label: str | None = None,
+        migration: str | None = None,
+    ) -> list[Observed]:
+        """Create, read, update and delete once on every model; return what failed."""
+        errors: list[Observed] = []
+        for model in model_list:
+            errors.extend(self._cycle(model, version, app_label, migration))
+        return errors
+
+    def _cycle(
+        self,
+        model: type[models.Model],
+        version: str,
+        app_label: str | None,
+        migration: str | None,
+    ) -> list[Observed]:
+        table = model._meta.db_table
+        where = {"app_label": app_label, "migration": migration, "code_version": version}
+        errors: list[Observed] = []
+
+        def attempt(action: str, do: Any) -> Any:
+            try:
+                result = do()
+            except Exception as exc:  # the database's error is the observation
+                found = observe(exc, action=action, **where)
+                if found.table is None:
+                    found = _with_table(found, table)
+                errors.append(found)
+                self.counters.add(version, failed=True)
+                return None
+            self.counters.add(version, failed=False)
+            return result
+
+        manager = model._base_manager.db_manager(self.alias)
+        row = new_row(model, self.alias, self._next())
+        if row is not None:
+            attempt("create", lambda: row.save(using=self.alias, force_insert=True))
+        attempt("read", lambda: list(manager.order_by("pk")[:5]))
+        existing = attempt("read", lambda: manager.order_by("-pk").first())
+        if existing is not None:
+            attempt("update", lambda: existing.save(using=self.alias))
+        if row is not None and row.pk is not None:
+            attempt("delete", lambda: manager.filter(pk=row.pk).delete())
+        return errors
+
+    @contextmanager
+    def background(
+        self,
+        model_list: Sequence[type[models.Model]],
+        version: str,
+        where: dict[str, Any],
+        sink: list[Observed],
+    ) -> Iterator[list[int]]:
+        """Run ``round`` in a thread per model until the block ends; errors go to ``sink``
+        (the first of each kind), the threads' backend pids are yielded for the probe."""
+        stop = threading.Event()
+        pids: list[int] = []
+        seen: set[tuple[Any, ...]] = set()
+        guard = threading.Lock()
+
+        def loop(model: type[models.Model]) -> None:
+            from django.db import connections
+
+            try:
+                connection = connections[self.alias]
+                connection.ensure_connection()
+                pid = _backend_pid(connection)
+                if pid is not None:
+                    with guard:
+                        pids.append(pid)
+                while not stop.is_set():
+                    for found in self._cycle(
+                        model, version, where.get("app_label"), where.get("migration")
+                    ):
+                        key = (found.sqlstate, found.table, found.action)
+                        with guard:
+                            if key not in seen:
+                                seen.add(key)
+                                sink.append(found)
+                    time.sleep(PAUSE_S)
+            finally:
+                connections[self.alias].close()
+
+        threads = [
+            threading.Thread(target=loop, args=(m,), daemon=True, name=f"traffic-{version}")
+            for m in model_list
+        ]
+        for thread in threads:
+            thread.start()
+        try:
+            yield pids
+        finally:
+            stop.set()
+            for thread in threads:
+                thread.join(timeout=30)
+
+
+def _with_table(found: Observed, table: str) -> Observed:
+    from dataclasses import replace
+
+    return replace(found, table=table)
+
+
+def _backend_pid(connection: Any) -> int | None:
+    if connection.vendor != "postgresql":
+        return None
+    raw = connection.connection
+    info = getattr(raw, "info", None)
+    pid = getattr(info, "backend_pid", None)
+    return int(pid) if pid is not None else None

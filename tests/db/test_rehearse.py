@@ -1,0 +1,223 @@
+"""`rehearse` end to end: a scratch database walked through the unit with old-code traffic.
+
+Each project runs in a subprocess (its own settings). PostgreSQL is the real server of these
+machines; the source alias's database is never created: rehearsals only use scratch ones.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from tests._project import PG, Project, migration
+
+TOKEN = """\
+migrations.CreateModel(
+    "Token",
+    [
+        ("id", models.BigAutoField(primary_key=True)),
+        ("name", models.CharField(max_length=40)),
+        ("note", models.TextField(null=True)),
+    ],
+),
+"""
+AFTER_0001 = '[("vault", "0001_initial")]'
+
+HAZARDS: dict[str, str] = {
+    # django-oauth-toolkit 3.0.0: every existing row gets '' and the unique index fails.
+    "unique_blank": 'migrations.AddField("token", "checksum", models.CharField(max_length=64,'
+    ' unique=True, blank=True, default=""))',
+    # The default lives in Python: the old release inserts without the column.
+    "python_default": 'migrations.AddField("token", "uses", models.IntegerField(default=0))',
+    "dropped_column": 'migrations.RemoveField("token", "note")',
+}
+SAFE: dict[str, str] = {
+    "db_default": 'migrations.AddField("token", "uses", models.IntegerField(db_default=0))',
+    "nullable": 'migrations.AddField("token", "uses", models.IntegerField(null=True))',
+    "unique_nullable": 'migrations.AddField("token", "checksum", models.CharField('
+    "max_length=64, unique=True, null=True))",
+}
+
+
+def _pg_settings(name: str = "rollout_never_created") -> dict[str, Any]:
+    return {"ENGINE": "django.db.backends.postgresql", "NAME": name, **_upper(PG)}
+
+
+def _upper(d: dict[str, Any]) -> dict[str, Any]:
+    return {k.upper(): v for k, v in d.items()}
+
+
+def _project(tmp_path: Path, second: str, database: dict[str, Any] | None = None) -> Project:
+    project = Project(tmp_path)
+    project.app(
+        "vault",
+        {
+            "0001_initial": migration(TOKEN),
+            "0002_change": migration(second, AFTER_0001),
+        },
+    )
+    project.configure(
+        ["vault"],
+        database=database or _pg_settings(),
+        extra='ROLLOUT = {"start_after": {"contenttypes": "0002_remove_content_type_name",'
+        ' "auth": "0012_alter_user_first_name_max_length", "vault": "0001_initial"}}',
+    )
+    return project
+
+
+def _scratch_names() -> set[str]:
+    with psycopg.connect(dbname="postgres", autocommit=True, **PG) as conn:
+        rows = conn.execute(
+            "SELECT datname FROM pg_database WHERE datname LIKE 'rollout_scratch%'"
+        ).fetchall()
+    return {r[0] for r in rows}
+
+
+def _rehearse(project: Project, *args: str) -> tuple[int, dict[str, Any]]:
+    before = _scratch_names()
+    result = project.run(
+        "--settings", project.settings, "rehearse", "--rows", "30", "--format", "json", *args
+    )
+    assert result.status in (0, 1), result.stderr
+    assert _scratch_names() <= before, "the scratch database was left behind"
+    return result.status, result.json()
+
+
+def _finding(doc: dict[str, Any], rule: str) -> dict[str, Any]:
+    [found] = [f for f in doc["findings"] if f["rule"] == rule]
+    return found
+
+
+def test_confirms_unique_column_over_existing_rows_with_the_real_error(tmp_path: Path) -> None:
+    status, doc = _rehearse(_project(tmp_path, HAZARDS["unique_blank"]))
+    assert status == 1 and doc["verdict"] == "unsafe"
+    [step] = doc["steps"]
+    assert step["status"] == "failed" and step["error"]["sqlstate"] == "23505"
+    assert step["error"]["table"] == "vault_token"
+    assert any("UNIQUE" in s["sql"] for s in step["statements"])
+    d201 = _finding(doc, "D201")
+    assert d201["confirmed"] is True and d201["severity"] == "error"
+    assert "could not create unique index" in d201["observed_error"]
+    assert d201["code_version"] is None
+    assert doc["command"] == "rehearse" and doc["unit"] == [["vault", "0002_change"]]
+
+
+def test_confirms_python_default_by_old_code_inserting_without_the_column(
+    tmp_path: Path,
+) -> None:
+    status, doc = _rehearse(_project(tmp_path, HAZARDS["python_default"]))
+    assert status == 1 and doc["verdict"] == "unsafe"
+    [step] = doc["steps"]
+    assert step["status"] == "applied" and step["error"] is None
+    c101 = _finding(doc, "C101")
+    assert c101["confirmed"] is True and c101["code_version"] == "old"
+    assert "[23502]" in c101["observed_error"] and '"uses"' in c101["observed_error"]
+    assert doc["traffic"]["errors"]["old"] >= 1
+
+
+def test_confirms_dropped_column_by_old_code_reading_it(tmp_path: Path) -> None:
+    status, doc = _rehearse(_project(tmp_path, HAZARDS["dropped_column"]))
+    assert doc["verdict"] == "unsafe"
+    c102 = _finding(doc, "C102")
+    assert c102["confirmed"] is True and c102["code_version"] == "old"
+    assert "[42703]" in c102["observed_error"]
+    assert not [f for f in doc["findings"] if f["rule"] is None]
+
+
+@pytest.mark.parametrize("operation", SAFE.values(), ids=SAFE.keys())
+def test_safe_twins_rehearse_clean(tmp_path: Path, operation: str) -> None:
+    status, doc = _rehearse(_project(tmp_path, operation))
+    assert doc["verdict"] == "safe", doc["findings"]
+    assert status == 0
+    [step] = doc["steps"]
+    assert step["status"] == "applied"
+    # Lock findings may be confirmed (traffic waited behind the index build); no error is.
+    confirmed = [f for f in doc["findings"] if f.get("confirmed")]
+    assert all(f["rule"].startswith("L") and "waited" in f["observed_error"] for f in confirmed)
+    assert doc["traffic"]["actions"]["old"] > 0 and not doc["traffic"]["errors"]
+    # The statement was traced in-session: the table and its lock mode.
+    locks = [lock for s in step["statements"] for lock in s["locks"]]
+    assert {"relation": "vault_token", "mode": "AccessExclusiveLock"} in [
+        {"relation": lock["relation"], "mode": lock["mode"]} for lock in locks
+    ]
+    assert all(lock["held_ms"] >= 0 for lock in locks)
+
+
+def test_observed_error_no_rule_predicts_is_reported_with_null_rule(tmp_path: Path) -> None:
+    # A drop run from Python, which no rule reads: the old release's reads fail all the same.
+    code = (
+        "migrations.RunPython(lambda apps, editor: editor.execute("
+        '"ALTER TABLE vault_token DROP COLUMN note"), migrations.RunPython.noop)'
+    )
+    status, doc = _rehearse(_project(tmp_path, code))
+    assert not [f for f in doc["findings"] if f["rule"] == "C102"]
+    unexplained = [f for f in doc["findings"] if f["rule"] is None]
+    assert unexplained, doc["findings"]
+    assert all(f["confirmed"] and f["code_version"] == "old" for f in unexplained)
+    assert any("note" in f["message"] and "vault_token" in f["message"] for f in unexplained)
+    assert status == 1 and doc["verdict"] == "unsafe"
+
+
+def test_sqlite_rehearsal_sees_the_failure_and_maps_its_error(tmp_path: Path) -> None:
+    sqlite = {"ENGINE": "django.db.backends.sqlite3", "NAME": str(tmp_path / "db.sqlite3")}
+    status, doc = _rehearse(_project(tmp_path, HAZARDS["unique_blank"], sqlite))
+    [step] = doc["steps"]
+    assert step["status"] == "failed" and step["error"]["sqlstate"] == "23505"
+    assert _finding(doc, "D201")["confirmed"] is True
+    assert doc["scratch"]["vendor"] == "sqlite" and status == 1
+
+
+def test_sqlite_is_never_safe_for_a_postgresql_production(tmp_path: Path) -> None:
+    sqlite = {"ENGINE": "django.db.backends.sqlite3", "NAME": str(tmp_path / "db.sqlite3")}
+    project = _project(tmp_path, SAFE["nullable"], sqlite)
+    status, doc = _rehearse(project, "--vendor", "postgresql")
+    assert doc["verdict"] == "inconclusive" and status == 0
+    status, doc = _rehearse(project)
+    assert doc["verdict"] == "safe"
+
+
+def test_unreachable_server_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    project = _project(tmp_path, SAFE["nullable"], {**_pg_settings(), "PORT": 1})
+    result = project.run("--settings", project.settings, "rehearse")
+    assert result.status == 2
+    assert result.stderr.count("\n") == 1 and "scratch database" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+PLAIN_INDEX = 'migrations.AddIndex("token", models.Index(fields=["name"], name="token_name_idx"))'
+CONCURRENT_INDEX = (
+    'AddIndexConcurrently("token", models.Index(fields=["name"], name="token_name_idx"))'
+)
+
+
+def test_index_build_on_200000_rows_makes_traffic_wait_and_concurrent_twin_does_not(
+    tmp_path: Path,
+) -> None:
+    waits = {}
+    for kind, operation, extra in (
+        ("plain", PLAIN_INDEX, ""),
+        ("concurrent", CONCURRENT_INDEX, "atomic = False"),
+    ):
+        root = tmp_path / kind
+        project = Project(root)
+        text = migration(operation, AFTER_0001, extra)
+        text = "from django.contrib.postgres.operations import AddIndexConcurrently\n" + text
+        project.app("vault", {"0001_initial": migration(TOKEN), "0002_change": text})
+        project.configure(
+            ["vault"],
+            database=_pg_settings(),
+            extra='ROLLOUT = {"start_after": {"contenttypes": "0002_remove_content_type_name",'
+            ' "auth": "0012_alter_user_first_name_max_length", "vault": "0001_initial"}}',
+        )
+        result = project.run(
+            "--settings", project.settings, "rehearse", "--rows", "200000", "--format", "json"
+        )
+        assert result.status in (0, 1), result.stderr
+        [step] = result.json()["steps"]
+        assert step["status"] == "applied"
+        waits[kind] = sum(s["traffic_wait_ms"] or 0 for s in step["statements"])
+    assert waits["plain"] > 0, waits
+    assert waits["concurrent"] == 0, waits
