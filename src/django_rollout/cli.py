@@ -223,65 +223,63 @@ def _color(args: argparse.Namespace) -> bool | None:
 def _run_check(args: argparse.Namespace, capture: Any) -> int:
     from django_rollout import api
     from django_rollout.conf import parse_server_version
-    from django_rollout.reporting import render
+
+    options = _check_options(
+        args,
+        capture,
+        sql=args.sql,
+        server_version=parse_server_version(args.server_version) if args.server_version else None,
+    )
+    report = api.check(options)
+    _write(report, args, explain=args.explain)
+    return report.exit_status
+
+
+def _check_options(args: argparse.Namespace, capture: Any, **extra: Any) -> Any:
+    """The S0 flags, report filters and start-up capture that check and rehearse share."""
+    from django_rollout import api
 
     if args.migration_name and not args.app_label:
         raise ConfigurationError("a migration name needs an app label before it")
-    options = api.CheckOptions(
+    return api.CheckOptions(
         since=args.since,
         database=args.database,
         applied_from=args.applied_from,
         app_label=args.app_label,
         migration=args.migration_name,
-        sql=args.sql,
         vendor=args.vendor,
-        server_version=parse_server_version(args.server_version) if args.server_version else None,
         fail_on=Severity.parse(args.fail_on) if args.fail_on else None,
         startup_queries=capture.queries,
         startup_error=capture.error,
+        **extra,
     )
-    report = api.check(options)
+
+
+def _write(report: Any, args: argparse.Namespace, **render_options: Any) -> None:
+    from django_rollout.reporting import render
+
     out = _open_output(args.output)
     try:
-        render(report, args.format, out, explain=args.explain, color=_color(args))
+        render(report, args.format, out, color=_color(args), **render_options)
     finally:
         if out is not sys.stdout:
             out.close()
-    return report.exit_status
 
 
 def _run_rehearse(args: argparse.Namespace, capture: Any) -> int:
     from django_rollout import api
-    from django_rollout.reporting import render
 
-    if args.migration_name and not args.app_label:
-        raise ConfigurationError("a migration name needs an app label before it")
     if args.rows < 0:
         raise ConfigurationError("--rows must be 0 or more")
     options = api.RehearseOptions(
-        check=api.CheckOptions(
-            since=args.since,
-            database=args.database,
-            applied_from=args.applied_from,
-            app_label=args.app_label,
-            migration=args.migration_name,
-            vendor=args.vendor,
-            fail_on=Severity.parse(args.fail_on) if args.fail_on else None,
-            startup_queries=capture.queries,
-            startup_error=capture.error,
-        ),
+        check=_check_options(args, capture),
         alias=args.scratch,
         rows=args.rows,
         keep=args.keep,
         traffic=not args.no_traffic,
     )
     report = api.rehearse(options, progress=_progress(args))
-    out = _open_output(args.output)
-    try:
-        render(report, args.format, out, color=_color(args))
-    finally:
-        if out is not sys.stdout:
-            out.close()
+    _write(report, args)
     return report.exit_status
 
 
