@@ -25,6 +25,9 @@ from django_rollout.db.seed import new_row
 # Numbers for traffic rows start far beyond the seeded ones, so unique values stay unique.
 FIRST_ROW = 10_000_000
 PAUSE_S = 0.002
+# Sessions of background traffic per code version: each cycles through a share of the
+# tables, so a large project does not exhaust the server's max_connections.
+MAX_THREADS = 16
 
 
 @dataclass(frozen=True)
@@ -178,14 +181,22 @@ class Traffic:
         where: dict[str, Any],
         sink: list[Observed],
     ) -> Iterator[list[int]]:
-        """Run ``round`` in a thread per model until the block ends; errors go to ``sink``
-        (the first of each kind), the threads' backend pids are yielded for the probe."""
+        """Run ``round`` in threads (one per model, at most ``MAX_THREADS``, each cycling
+        through its share) until the block ends; errors go to ``sink`` (the first of each
+        kind), the threads' backend pids are yielded for the probe."""
         stop = threading.Event()
         pids: list[int] = []
         seen: set[tuple[Any, ...]] = set()
         guard = threading.Lock()
 
-        def loop(model: type[models.Model]) -> None:
+        def record(found: Observed) -> None:
+            key = (found.sqlstate, found.table, found.action)
+            with guard:
+                if key not in seen:
+                    seen.add(key)
+                    sink.append(found)
+
+        def loop(share: Sequence[type[models.Model]]) -> None:
             from django.db import connections
 
             try:
@@ -196,21 +207,22 @@ class Traffic:
                     with guard:
                         pids.append(pid)
                 while not stop.is_set():
-                    for found in self._cycle(
-                        model, version, where.get("app_label"), where.get("migration")
-                    ):
-                        key = (found.sqlstate, found.table, found.action)
-                        with guard:
-                            if key not in seen:
-                                seen.add(key)
-                                sink.append(found)
+                    for model in share:
+                        app_label, migration = where.get("app_label"), where.get("migration")
+                        for found in self._cycle(model, version, app_label, migration):
+                            record(found)
                     time.sleep(PAUSE_S)
+            except Exception as exc:  # a session traffic could not open: say so, go on
+                record(observe(exc, action="connect", code_version=version, **where))
             finally:
                 connections[self.alias].close()
 
+        count = min(MAX_THREADS, len(model_list))
         threads = [
-            threading.Thread(target=loop, args=(m,), daemon=True, name=f"traffic-{version}")
-            for m in model_list
+            threading.Thread(
+                target=loop, args=(model_list[i::count],), daemon=True, name=f"traffic-{version}"
+            )
+            for i in range(count)
         ]
         for thread in threads:
             thread.start()
