@@ -222,12 +222,27 @@ def _split(graph: Graph, deployed: s0.Deployed) -> tuple[list[Migration], list[M
 
 def check(options: CheckOptions | None = None, rules: Sequence[type[Rule]] | None = None) -> Report:
     """Judge the deploy unit with the rule catalogue and return the report."""
-    from django.conf import settings
-
     options = options or CheckOptions()
-    config = load_config(settings)
+    config, deployed, graph = _prepare(options)
+    return _judge(options, rules, config, deployed, graph)
+
+
+def _prepare(options: CheckOptions) -> tuple[Config, s0.Deployed, Graph]:
+    """Read the configuration, resolve S0 (git, a database, a snapshot) and load the graph:
+    once per command, shared by check and rehearse."""
+    config = load_config(_settings())
     deployed = _resolve_deployed(options)
-    graph = load_graph(deployed.applied or ())
+    return config, deployed, load_graph(deployed.applied or ())
+
+
+def _judge(
+    options: CheckOptions,
+    rules: Sequence[type[Rule]] | None,
+    config: Config,
+    deployed: s0.Deployed,
+    graph: Graph,
+) -> Report:
+    settings = _settings()
     app_filter, migration_filter = _check_filters(graph, options)
     baseline = _baseline(graph, config)
     vendor = _vendor_of(settings, options.vendor, config)
@@ -574,10 +589,8 @@ def rehearse(options: RehearseOptions, progress: Any = None) -> Report:
     from django_rollout.db.rehearse import RehearseSettings
     from django_rollout.db.rehearse import rehearse as walk_scratch
 
-    static = check(options.check)
-    deployed = _resolve_deployed(options.check)
-    graph = load_graph(deployed.applied or ())
-    config = load_config(_settings())
+    config, deployed, graph = _prepare(options.check)
+    static = _judge(options.check, None, config, deployed, graph)
     baseline = _baseline(graph, config)
     if deployed.each_on_its_own:
         done: list[Migration] = []

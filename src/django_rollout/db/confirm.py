@@ -74,7 +74,7 @@ def _matching_errors(
 ) -> list[Observed]:
     """The observed errors of the finding's migration that its rule explains."""
     rule = rule_by_id(finding.rule or "")
-    classes = getattr(rule, "sqlstates", ()) if rule is not None else ()
+    classes = rule.sqlstates if rule is not None else ()
     if not classes:
         return []
     tables = _tables(finding, step)

@@ -13,7 +13,8 @@ real models) checks the release being deployed. A migration that fails stops the
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,7 +25,7 @@ from django.db.migrations.state import ProjectState
 from django_rollout.db.locks import Probe, Statement, Tracer
 from django_rollout.db.scratch import Scratch, scratch_database
 from django_rollout.db.seed import top_up
-from django_rollout.db.traffic import Observed, Traffic, observe
+from django_rollout.db.traffic import Observed, Traffic, backend_pid, observe
 
 Progress = Callable[[str], None]
 RECORDER_TABLE = "django_migrations"
@@ -129,18 +130,13 @@ def _walk(
     state = ProjectState(real_apps=set(real_apps))
     state.apps  # noqa: B018 - render once; the executor advances it in place
 
-    clock = time.perf_counter()
-    for migration in s0:
-        say(f"S0 {migration.app_label}.{migration.name}")
-        state = executor.apply_migration(state, migration)
-    timings["s0_s"] += time.perf_counter() - clock
     old_models: list[type[models.Model]] | None = None
 
-    for migration, observed in unit:
+    for migration, observed in [*((m, False) for m in s0), *unit]:
         if not observed:
-            clock = time.perf_counter()
-            state = executor.apply_migration(state, migration)
-            timings["s0_s"] += time.perf_counter() - clock
+            say(f"S0 {migration.app_label}.{migration.name}")
+            with _timed(timings, "s0_s"):
+                state = executor.apply_migration(state, migration)
             continue
         if each_on_its_own or old_models is None:
             old_models = _frozen_models(state)
@@ -148,11 +144,10 @@ def _walk(
         result.steps.append(step)
         step.tables = _operation_tables(migration, state)
 
-        clock = time.perf_counter()
-        seeded = top_up(state.apps, scratch.alias, settings.rows)
+        with _timed(timings, "seed_s"):
+            seeded = top_up(state.apps, scratch.alias, settings.rows)
         step.seeded = sum(seeded.inserted.values())
         result.skipped_models.update(seeded.skipped)
-        timings["seed_s"] += time.perf_counter() - clock
 
         say(f"{migration.app_label}.{migration.name}")
         state = _run_step(
@@ -160,18 +155,16 @@ def _walk(
         )
         if step.status == "failed":
             break
-        clock = time.perf_counter()
-        for found in traffic.round(old_models, "old", migration.app_label, migration.name):
-            _keep(result.traffic_errors, found)
-        timings["traffic_s"] += time.perf_counter() - clock
+        with _timed(timings, "traffic_s"):
+            for found in traffic.round(old_models, "old", migration.app_label, migration.name):
+                _keep(result.traffic_errors, found)
 
     if result.failed is None and result.steps:
         last = result.steps[-1]
-        clock = time.perf_counter()
-        new_models = _real_models(state)
-        for found in traffic.round(new_models, "new", last.app_label, last.migration):
-            _keep(result.traffic_errors, found)
-        timings["traffic_s"] += time.perf_counter() - clock
+        with _timed(timings, "traffic_s"):
+            new_models = _real_models(state)
+            for found in traffic.round(new_models, "new", last.app_label, last.migration):
+                _keep(result.traffic_errors, found)
     result.traffic = {
         "actions": dict(traffic.counters.actions),
         "errors": dict(traffic.counters.errors),
@@ -201,7 +194,7 @@ def _run_step(
     try:
         if background:
             with traffic.background(old_models, "old", where, sink) as pids:
-                migrating = _pid(connection)
+                migrating = backend_pid(connection)
                 probe = Probe(connection.alias, migrating, tracer) if migrating else None
                 if probe is not None:
                     probe.traffic_pids = pids
@@ -243,10 +236,14 @@ def _apply(
     return state
 
 
-def _pid(connection: Any) -> int | None:
-    info = getattr(connection.connection, "info", None)
-    pid = getattr(info, "backend_pid", None)
-    return int(pid) if pid is not None else None
+@contextmanager
+def _timed(timings: dict[str, float], key: str) -> Iterator[None]:
+    """Add the time the block takes to ``timings[key]``."""
+    began = time.perf_counter()
+    try:
+        yield
+    finally:
+        timings[key] += time.perf_counter() - began
 
 
 def _keep(errors: list[Observed], found: Observed) -> None:

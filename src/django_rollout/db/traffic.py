@@ -15,7 +15,7 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from django.db import models
@@ -154,7 +154,7 @@ class Traffic:
             except Exception as exc:  # the database's error is the observation
                 found = observe(exc, action=action, **where)
                 if found.table is None:
-                    found = _with_table(found, table)
+                    found = replace(found, table=table)
                 errors.append(found)
                 self.counters.add(version, failed=True)
                 return None
@@ -202,7 +202,7 @@ class Traffic:
             try:
                 connection = connections[self.alias]
                 connection.ensure_connection()
-                pid = _backend_pid(connection)
+                pid = backend_pid(connection)
                 if pid is not None:
                     with guard:
                         pids.append(pid)
@@ -234,13 +234,8 @@ class Traffic:
                 thread.join(timeout=30)
 
 
-def _with_table(found: Observed, table: str) -> Observed:
-    from dataclasses import replace
-
-    return replace(found, table=table)
-
-
-def _backend_pid(connection: Any) -> int | None:
+def backend_pid(connection: Any) -> int | None:
+    """The PostgreSQL backend pid of an open Django connection (None elsewhere)."""
     if connection.vendor != "postgresql":
         return None
     raw = connection.connection
