@@ -205,3 +205,17 @@ def test_cli_restores_the_collector_pace(capsys: pytest.CaptureFixture[str]) -> 
     assert cli.run(["explain", "C101"]) == 0
     assert gc.get_threshold() == before
     assert "C101" in capsys.readouterr().out
+
+
+def test_relative_shortens_only_paths_below_the_current_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "proj" / "app").mkdir(parents=True)
+    (tmp_path / "projection").mkdir()
+    monkeypatch.chdir(tmp_path / "proj")
+    below = str(tmp_path / "proj" / "app" / "0001_initial.py")
+    sibling = str(tmp_path / "projection" / "0001_initial.py")  # shares the prefix "proj"
+    assert source.relative(below) == "app/0001_initial.py"
+    assert source.relative("app/../app/0002.py") == "app/0002.py"
+    assert source.relative(sibling) == sibling
+    assert source.relative(None) is None

@@ -96,11 +96,11 @@ def relative(path: str | None) -> str | None:
     """Return a path relative to the current directory when it lies below it."""
     if path is None:
         return None
-    try:
-        rel = os.path.relpath(path)
-    except ValueError:
-        return path
-    return path if rel.startswith("..") else rel
+    # A prefix test, not os.path.relpath: relpath normalises both paths and walks their
+    # parts, a cost paid once per migration file that has a finding (about 2,000 a run).
+    absolute = os.path.abspath(path)
+    here = os.path.join(os.getcwd(), "")
+    return absolute[len(here) :] if absolute.startswith(here) else path
 
 
 @lru_cache(maxsize=32)  # rules read a file together, operation by operation
