@@ -576,13 +576,14 @@ class RehearseOptions:
     keep: bool = False
     trace_locks: bool = True
     traffic: bool = True
+    adversarial: bool = False
 
 
 def rehearse(options: RehearseOptions, progress: Any = None) -> Report:
     """Replay the deploy unit on a scratch database with traffic; return the report.
 
     The static findings of ``check`` for the same S0 are matched with what the database
-    showed: ``confirmed`` when an observed error has one of the rule's SQLSTATE classes on
+    showed: ``confirmed`` when an observed error has one of the rule's SQLSTATEs on
     one of the operation's tables, or (lock rules) when traffic waited behind a lock of one
     of them. An error that no finding predicted is reported with ``rule: null``.
     """
@@ -612,6 +613,7 @@ def rehearse(options: RehearseOptions, progress: Any = None) -> Report:
             keep=options.keep,
             trace_locks=options.trace_locks,
             traffic=options.traffic,
+            adversarial=options.adversarial,
         ),
         each_on_its_own=deployed.each_on_its_own,
         progress=progress,

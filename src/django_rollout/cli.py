@@ -142,6 +142,11 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
         "--no-traffic", action="store_true", help="no traffic: only run the migrations"
     )
     rehearse.add_argument(
+        "--adversarial",
+        action="store_true",
+        help="before each migration, also write the rows that break each constraint it adds",
+    )
+    rehearse.add_argument(
         "--vendor",
         choices=("postgresql", "sqlite"),
         help="the production database (default: from DATABASES); SQLite is never safe for it",
@@ -277,6 +282,7 @@ def _run_rehearse(args: argparse.Namespace, capture: Any) -> int:
         rows=args.rows,
         keep=args.keep,
         traffic=not args.no_traffic,
+        adversarial=args.adversarial,
     )
     report = api.rehearse(options, progress=_progress(args))
     _write(report, args)

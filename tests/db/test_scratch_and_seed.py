@@ -62,6 +62,22 @@ def test_postgresql_scratch_is_usable_then_dropped() -> None:
     assert one.alias not in connections.settings
 
 
+def test_default_and_source_lead_to_the_scratch_while_it_lives() -> None:
+    # A data migration that writes through Model.objects goes to "default": during a
+    # rehearsal that must be the scratch database, never the user's own.
+    before = {a: connections.settings[a] for a in ("default", SOURCE)}
+    connections[SOURCE].ensure_connection()  # an open session of the real database
+    with scratch_database(SOURCE) as scratch:
+        for alias in ("default", SOURCE):
+            with connections[alias].cursor() as cursor:
+                cursor.execute("SELECT current_database()")
+                assert cursor.fetchone()[0] == scratch.name
+    assert {a: connections.settings[a] for a in ("default", SOURCE)} == before
+    with connections[SOURCE].cursor() as cursor:
+        cursor.execute("SELECT current_database()")
+        assert cursor.fetchone()[0] == "test"
+
+
 def test_postgresql_scratch_is_dropped_on_error_and_interrupt() -> None:
     for error in (RuntimeError("migration failed"), KeyboardInterrupt()):
         with pytest.raises(type(error)), scratch_database(SOURCE) as scratch:
@@ -238,3 +254,14 @@ def test_a_model_it_cannot_fill_is_reported_not_guessed() -> None:
         result = top_up(apps, scratch.alias, 3)
     assert result.inserted == {}
     assert "`blob`: no synthetic value for Opaque" in result.skipped["seedapp_thing"]
+
+
+def test_traffic_row_numbers_stay_within_the_calendar() -> None:
+    from django_rollout.db.seed import _value
+    from django_rollout.db.traffic import FIRST_ROW
+
+    day, moment = models.DateField(), models.DateTimeField()
+    for n in (FIRST_ROW, FIRST_ROW * 10, 2**31):
+        assert _value(day, n, None).year <= 9999
+        assert _value(moment, n, None).year <= 9999
+    assert _value(day, 1, None) != _value(day, 2, None)

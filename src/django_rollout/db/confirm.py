@@ -1,7 +1,8 @@
 """Match what a rehearsal observed with the static findings (pure: no connection).
 
 A finding is confirmed when an error observed at its migration has one of its rule's
-SQLSTATE classes on one of its operation's tables (ARCHITECTURE.md), or, for a lock rule,
+SQLSTATEs (or classes) on one of its operation's tables, hitting the code a compatibility
+rule (C) speaks of, or the migration itself for the others (ARCHITECTURE.md), or, for a lock rule,
 when traffic waited while a statement of its migration held a lock on one of them. An
 error that no finding explains is reported with ``rule: null``. A migration that failed is
 an error whatever the severity of the finding it confirms.
@@ -69,21 +70,22 @@ def confirm(findings: Iterable[Finding], rehearsal: Rehearsal) -> list[Finding]:
     return out
 
 
-def _matching_errors(
-    finding: Finding, step: Step, observed: Sequence[Observed]
-) -> list[Observed]:
+def _matching_errors(finding: Finding, step: Step, observed: Sequence[Observed]) -> list[Observed]:
     """The observed errors of the finding's migration that its rule explains."""
     rule = rule_by_id(finding.rule or "")
-    classes = rule.sqlstates if rule is not None else ()
-    if not classes:
+    codes = rule.sqlstates if rule is not None else ()
+    if not codes:
         return []
     tables = _tables(finding, step)
+    # Compatibility hazards happen to code (old or new); the others to the migration.
+    by_code = rule is not None and rule.family() == "compat"
     return [
         found
         for found in observed
         if (found.app_label, found.migration) == (step.app_label, step.migration)
+        and (found.code_version is not None) == by_code
         and found.sqlstate
-        and found.sqlstate[:2] in classes
+        and found.sqlstate.startswith(codes)
         and (tables is None or found.table is None or found.table in tables)
     ]
 

@@ -161,8 +161,7 @@ class Probe:
                 now = time.perf_counter()
                 pids = set(self.traffic_pids)
                 blocked = any(
-                    pid in pids and self.migrating_pid in (blockers or ())
-                    for pid, blockers in rows
+                    pid in pids and self.migrating_pid in (blockers or ()) for pid, blockers in rows
                 )
                 current = self.tracer.current
                 if blocked and current is not None and current.traffic_wait_ms is not None:

@@ -6,8 +6,17 @@ schema editor, deferred SQL included), with its statements traced, after a top-u
 tables of the state before it, while old-code traffic runs in threads on every table
 (PostgreSQL; SQLite allows one writer at a time, so there it only runs between steps). After
 each step, one round of old-code traffic checks that the release still serving can read and
-write what the step left behind. At the end, one round of new-code traffic (the project's
-real models) checks the release being deployed. A migration that fails stops the walk.
+write what the step left behind. Then the rollout: old and new code together. New code
+keeps the rows it creates, and old code then deletes the rows they point at, as a release
+that does not know a new foreign key does. In the default mode (each migration its own
+deploy) that happens after every step, with the state after it as the new code; for a unit,
+once, at its end, with the project's real models.
+
+A migration that fails ends a unit's walk (production stops there too). In the default mode
+the next migration is its own deploy, whose S0 has the failed one applied: the failed
+migration's tables are emptied of the rows that broke it and it runs again, untraced, so
+that the walk goes on and every migration is rehearsed (``Step.recovered`` says so). A
+non-atomic migration that failed, or one whose tables are unknown, ends the walk.
 """
 
 from __future__ import annotations
@@ -22,13 +31,16 @@ from django.db import models
 from django.db.migrations.migration import Migration
 from django.db.migrations.state import ProjectState
 
+from django_rollout.db.adversary import Attack, Planted, attacks, plant, withdraw
 from django_rollout.db.locks import Probe, Statement, Tracer
 from django_rollout.db.scratch import Scratch, scratch_database
-from django_rollout.db.seed import top_up
-from django_rollout.db.traffic import Observed, Traffic, backend_pid, observe
+from django_rollout.db.seed import in_dependency_order, top_up
+from django_rollout.db.traffic import Observed, Traffic, backend_pid, observe, relations
 
 Progress = Callable[[str], None]
 RECORDER_TABLE = "django_migrations"
+# Row numbers of the adversary's rows: beyond the seeded ones, before traffic's.
+ADVERSARY_ROW = 5_000_000
 
 
 @dataclass
@@ -43,6 +55,11 @@ class Step:
     seeded: int = 0
     # Tables each operation works on (by index), for matching findings; None: any table.
     tables: dict[int, frozenset[str] | None] = field(default_factory=dict)
+    # After a failure in the default mode: how the walk went on (the tables emptied).
+    recovered: str | None = None
+    # With --adversarial: the rows written to break what the step adds, and the refusals.
+    adversarial: Planted | None = None
+    attacks: list[Attack] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -51,6 +68,9 @@ class Step:
             "status": self.status,
             "error": None if self.error is None else self.error.to_dict(),
             "seeded_rows": self.seeded,
+            "recovered": self.recovered,
+            "adversarial_rows": None if self.adversarial is None else self.adversarial.rows,
+            "adversarial_refused": None if self.adversarial is None else self.adversarial.refused,
             "statements": [s.to_dict() for s in self.statements],
         }
 
@@ -66,6 +86,8 @@ class Rehearsal:
     traffic: dict[str, dict[str, int]] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
     skipped_models: dict[str, str] = field(default_factory=dict)
+    # The walk ended at a failed step: the migrations after it were not rehearsed.
+    stopped: bool = False
 
     @property
     def failed(self) -> Step | None:
@@ -79,6 +101,7 @@ class RehearseSettings:
     keep: bool = False
     trace_locks: bool = True
     traffic: bool = True
+    adversarial: bool = False
 
 
 def rehearse(
@@ -131,12 +154,14 @@ def _walk(
     state.apps  # noqa: B018 - render once; the executor advances it in place
 
     old_models: list[type[models.Model]] | None = None
+    applied: list[Migration] = []
 
     for migration, observed in [*((m, False) for m in s0), *unit]:
         if not observed:
             say(f"S0 {migration.app_label}.{migration.name}")
             with _timed(timings, "s0_s"):
                 state = executor.apply_migration(state, migration)
+            applied.append(migration)
             continue
         if each_on_its_own or old_models is None:
             old_models = _frozen_models(state)
@@ -146,6 +171,9 @@ def _walk(
 
         with _timed(timings, "seed_s"):
             seeded = top_up(state.apps, scratch.alias, settings.rows)
+            if settings.adversarial:
+                step.attacks = attacks(migration, state)
+                step.adversarial = plant(step.attacks, state.apps, scratch.alias, ADVERSARY_ROW)
         step.seeded = sum(seeded.inserted.values())
         result.skipped_models.update(seeded.skipped)
 
@@ -154,17 +182,27 @@ def _walk(
             executor, state, migration, step, traffic, old_models, settings, result, say
         )
         if step.status == "failed":
-            break
+            recovered = (
+                _recover(executor, applied, migration, step, real_apps) if each_on_its_own else None
+            )
+            if recovered is None:
+                result.stopped = True
+                break
+            state = recovered
+        applied.append(migration)
         with _timed(timings, "traffic_s"):
-            for found in traffic.round(old_models, "old", migration.app_label, migration.name):
-                _keep(result.traffic_errors, found)
+            new_models = _frozen_models(state) if each_on_its_own else []
+            _rollout(traffic, old_models, new_models, migration, result, step.attacks)
+        if step.adversarial is not None:
+            with _timed(timings, "seed_s"):
+                withdraw(step.adversarial, state.apps, scratch.alias)
 
-    if result.failed is None and result.steps:
+    if not result.stopped and result.steps:
         last = result.steps[-1]
         with _timed(timings, "traffic_s"):
             new_models = _real_models(state)
-            for found in traffic.round(new_models, "new", last.app_label, last.migration):
-                _keep(result.traffic_errors, found)
+            old_models = old_models if not each_on_its_own else []
+            _rollout(traffic, old_models or [], new_models, last, result)
     result.traffic = {
         "actions": dict(traffic.counters.actions),
         "errors": dict(traffic.counters.errors),
@@ -213,6 +251,86 @@ def _run_step(
     return state
 
 
+def _rollout(
+    traffic: Traffic,
+    old_models: Sequence[type[models.Model]],
+    new_models: Sequence[type[models.Model]],
+    where: Migration | Step,
+    result: Rehearsal,
+    attacked: Sequence[Attack] = (),
+) -> None:
+    """One round of each live code version: new code first, keeping the rows it makes, then
+    old code, which also deletes the rows new code's rows point at and, with
+    ``--adversarial``, writes the rows that break what the step added."""
+    app_label = where.app_label
+    migration = where.name if isinstance(where, Migration) else where.migration
+    known = relations(old_models)
+    # Targets before the rows that point at them, so new rows can point at new rows.
+    ordered = in_dependency_order(new_models)
+    for found in traffic.round(ordered, "new", app_label, migration, keep=True, known=known):
+        _keep(result.traffic_errors, found)
+    for found in traffic.round(old_models, "old", app_label, migration):
+        _keep(result.traffic_errors, found)
+    traffic.forget_kept()  # background traffic must not race on these deletes
+    by_key = {(m._meta.app_label, m._meta.model_name): m for m in old_models}
+    for attack in attacked:
+        model = by_key.get((attack.app_label, attack.model))
+        if attack.old_writes and model is not None:
+            for found in traffic.write(model, attack, "old", app_label, migration):
+                _keep(result.traffic_errors, found)
+
+
+def _recover(
+    executor: Any,
+    applied: Sequence[Migration],
+    migration: Migration,
+    step: Step,
+    real_apps: frozenset[str],
+) -> ProjectState | None:
+    """Bring the scratch database to the state after ``migration``, which failed; see the
+    module doc. Return that state, or None when the walk cannot go on."""
+    connection = executor.connection
+    if not migration.atomic or not connection.features.can_rollback_ddl:
+        return None  # what a failed non-atomic migration left behind is unknown
+    tables = {t for known in step.tables.values() if known for t in known}
+    if step.error is not None and step.error.table:
+        tables.add(step.error.table)
+    existing = set(connection.introspection.table_names())
+    tables &= existing
+    if not tables:
+        return None
+    # The state the migration started from (Migration.apply advanced the walked one in
+    # place before it failed), rebuilt from what the scratch database has applied.
+    state = ProjectState(real_apps=set(real_apps))
+    for done in applied:
+        for operation in done.operations:
+            operation.state_forwards(done.app_label, state)
+    try:
+        _empty(connection, state, sorted(tables))
+        state = executor.apply_migration(state, migration)
+    except Exception:  # broken by something other than its rows: the walk ends here
+        return None
+    step.recovered = (
+        "applied again, untraced, after emptying "
+        + ", ".join(f"`{t}`" for t in sorted(tables))
+        + ": the next migration is its own deploy"
+    )
+    return state
+
+
+def _empty(connection: Any, state: ProjectState, tables: Sequence[str]) -> None:
+    """Delete every row of ``tables`` and of the rows that reference them."""
+    if connection.vendor == "postgresql":
+        quoted = ", ".join(connection.ops.quote_name(t) for t in tables)
+        with connection.cursor() as cursor:
+            cursor.execute(f"TRUNCATE {quoted} CASCADE")
+        return
+    # Elsewhere the historical models' collector follows the relations (in Python).
+    for model in _models(state.apps):
+        if model._meta.db_table in tables:
+            model._base_manager.using(connection.alias).all().delete()
+
+
 def _apply(
     executor: Any, state: ProjectState, migration: Migration, tracer: Tracer, step: Step
 ) -> ProjectState:
@@ -247,10 +365,20 @@ def _timed(timings: dict[str, float], key: str) -> Iterator[None]:
 
 
 def _keep(errors: list[Observed], found: Observed) -> None:
-    """Keep the first error of each kind (code version, SQLSTATE, table, action)."""
-    key = (found.code_version, found.sqlstate, found.table, found.action)
-    if all((e.code_version, e.sqlstate, e.table, e.action) != key for e in errors):
+    """Keep the first error of each kind (step, code version, SQLSTATE, table, action)."""
+    if all(_kind(e) != _kind(found) for e in errors):
         errors.append(found)
+
+
+def _kind(found: Observed) -> tuple[str | None, ...]:
+    return (
+        found.app_label,
+        found.migration,
+        found.code_version,
+        found.sqlstate,
+        found.table,
+        found.action,
+    )
 
 
 def _models(apps: Any) -> list[type[models.Model]]:
@@ -287,6 +415,7 @@ def _operation_tables(
 ) -> dict[int, frozenset[str] | None]:
     """Return, per operation, the tables it works on (None for code: any table)."""
     from django.db import migrations as ops
+
     out: dict[int, frozenset[str] | None] = {}
 
     def table_of(name: str | None) -> str | None:

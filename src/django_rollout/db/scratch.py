@@ -5,6 +5,11 @@ temporary file (SQLite). It is registered as its own Django connection alias for
 it lives, and dropped when the ``with`` block ends: on success, on an error and on Ctrl-C
 (``KeyboardInterrupt`` and SIGTERM unwind through it). ``keep=True`` leaves it in place and
 says where it is.
+
+While it lives, the source alias and ``default`` lead to it too: a data migration that
+writes through ``Model.objects`` rather than ``schema_editor.connection.alias`` (most do),
+and a model's ``save()`` in new-code traffic, go to the default alias, and must reach the
+scratch database, never the user's own.
 """
 
 from __future__ import annotations
@@ -45,7 +50,7 @@ def scratch_name(prefix: str = PREFIX) -> str:
 @contextmanager
 def scratch_database(source: str = "default", *, keep: bool = False) -> Iterator[Scratch]:
     """Create a scratch database next to the database of alias ``source``; drop it after."""
-    from django.db import DatabaseError, connections
+    from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections
     from django.utils.connection import ConnectionDoesNotExist
 
     try:
@@ -81,11 +86,18 @@ def scratch_database(source: str = "default", *, keep: bool = False) -> Iterator
     settings.setdefault("TEST", {})
     connections.settings[alias] = settings
     scratch = Scratch(alias=alias, name=settings["NAME"], vendor=vendor, keep=keep)
+    redirected = {a: connections.settings[a] for a in {source, DEFAULT_DB_ALIAS}}
     try:
+        for other in redirected:
+            _forget(other, keep_settings=True)
+            connections.settings[other] = dict(settings)
         with _terminate_as_interrupt():
             yield scratch
     finally:
         _forget(alias)
+        for other, own in redirected.items():
+            _forget(other, keep_settings=True)
+            connections.settings[other] = own
         if not keep:
             if vendor == "postgresql":
                 _drop_postgresql(source, name)
@@ -93,7 +105,8 @@ def scratch_database(source: str = "default", *, keep: bool = False) -> Iterator
                 shutil.rmtree(directory, ignore_errors=True)
 
 
-def _forget(alias: str) -> None:
+def _forget(alias: str, keep_settings: bool = False) -> None:
+    """Close and drop this thread's connection of ``alias`` (and its settings)."""
     from django.db import connections
 
     # Closing a broken connection must not hide the error that broke it.
@@ -101,7 +114,8 @@ def _forget(alias: str) -> None:
         connections[alias].close()
     with suppress(AttributeError, KeyError):
         del connections[alias]
-    connections.settings.pop(alias, None)
+    if not keep_settings:
+        connections.settings.pop(alias, None)
 
 
 def _drop_postgresql(source: str, name: str) -> None:

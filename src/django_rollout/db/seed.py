@@ -15,7 +15,7 @@ from __future__ import annotations
 import datetime
 import decimal
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from graphlib import CycleError, TopologicalSorter
 from typing import Any
@@ -42,7 +42,7 @@ class _Unfillable(Exception):
 def top_up(apps: Any, alias: str, rows: int) -> SeedResult:
     """Insert rows into every concrete, managed table of ``apps`` until each holds ``rows``."""
     result = SeedResult()
-    for model in _in_dependency_order(_models(apps)):
+    for model in in_dependency_order(_models(apps)):
         table = model._meta.db_table
         try:
             inserted = _fill(model, alias, rows)
@@ -62,7 +62,7 @@ def _models(apps: Any) -> list[type[models.Model]]:
     ]
 
 
-def _in_dependency_order(found: Sequence[type[models.Model]]) -> list[type[models.Model]]:
+def in_dependency_order(found: Sequence[type[models.Model]]) -> list[type[models.Model]]:
     """Targets of required foreign keys before the models that point at them."""
     by_label = {m._meta.label_lower: m for m in found}
     graph: dict[str, set[str]] = {}
@@ -101,9 +101,7 @@ def _fill(model: type[models.Model], alias: str, rows: int) -> int:
         if f.is_relation
     }
     unique_sets = _unique_sets(model)
-    seen: list[set[tuple[Any, ...]]] = [
-        set(manager.values_list(*names)) for names in unique_sets
-    ]
+    seen: list[set[tuple[Any, ...]]] = [set(manager.values_list(*names)) for names in unique_sets]
     batch: list[models.Model] = []
     made = 0
     # Values are numbered from the rows already there, so a later top-up keeps them unique.
@@ -113,8 +111,7 @@ def _fill(model: type[models.Model], alias: str, rows: int) -> int:
     while existing + made < rows and attempts < 3 * rows:
         attempts += 1
         values = {
-            f.attname: _value(f, i, targets.get(f.name), relations.get(f.name, 0))
-            for f in fields
+            f.attname: _value(f, i, targets.get(f.name), relations.get(f.name, 0)) for f in fields
         }
         i += 1
         if any(v is _SKIP for v in values.values()):
@@ -237,10 +234,11 @@ def _typed(f: models.Field[Any, Any], i: int) -> Any:
         from django.conf import settings
         from django.utils import timezone
 
-        moment = _EPOCH + datetime.timedelta(hours=n)
+        # Wrapped so that traffic's large row numbers stay before year 9999.
+        moment = _EPOCH + datetime.timedelta(hours=n % 60_000_000)
         return timezone.make_aware(moment, datetime.UTC) if settings.USE_TZ else moment
     if isinstance(f, models.DateField):
-        return (_EPOCH + datetime.timedelta(days=n)).date()
+        return (_EPOCH + datetime.timedelta(days=n % 2_500_000)).date()
     if isinstance(f, models.TimeField):
         return datetime.time(n % 24, n % 60)
     if isinstance(f, models.DurationField):
@@ -260,26 +258,102 @@ def _fit(text: str, f: models.Field[Any, Any], tail: bool = False) -> str:
     return text[-limit:] if tail else text[:limit]
 
 
-def new_row(model: type[models.Model], alias: str, n: int) -> models.Model | None:
+def new_row(
+    model: type[models.Model],
+    alias: str,
+    n: int,
+    *,
+    minimal: bool = False,
+    avoid: Callable[[str], Collection[Any]] = lambda table: (),
+    prefer: Callable[[models.Field[Any, Any]], Sequence[Any]] = lambda relation: (),
+    attempts: int = 8,
+    fresh: bool = True,
+) -> models.Model | None:
     """Return an unsaved row as code would create it: fields with a default left to the
     model (the old release only knows its own defaults), the others filled like seeded
-    row ``n`` (pick ``n`` beyond the seeded rows, so unique values stay unique). None when
-    a required relation has no target row."""
+    row ``n`` (pick ``n`` beyond the seeded rows, so unique values stay unique);
+    ``minimal`` leaves every nullable field NULL, as a form left blank does.
+
+    Relations point at rows already there, never at those ``avoid(table)`` names (rows
+    another session is about to delete), first at those ``prefer(relation)`` names (rows
+    the same code version just made, as code that creates an object and its parts does),
+    chosen so that the model's unique sets stay unique (a unique pair of foreign keys is
+    the common case). When every target of a one-to-one is taken, a fresh target row is
+    saved first (a sign-up makes the user and the profile together). None when a required
+    relation has no target row, or no free combination turns up in ``attempts`` tries."""
+    fields = [f for f in _concrete(model) if not _automatic(f)]
+    targets: dict[str, list[Any]] = {}
+    for f in fields:
+        if f.is_relation and not (f.has_default() and not f.primary_key):
+            related = f.related_model._meta  # type: ignore[union-attr]
+            manager = f.related_model._base_manager.db_manager(alias)  # type: ignore[union-attr]
+            pks = manager.order_by("pk").values_list(f.target_field.attname, flat=True)
+            skip = avoid(related.db_table)
+            mine = [pk for pk in prefer(f) if pk not in skip]
+            # A preferred target alone when the relation is not unique: it is chosen.
+            single = mine[-1:] if mine and not (f.one_to_one or f.unique) else mine
+            rest = [pk for pk in pks[: _TARGETS + len(skip)] if pk not in skip]
+            targets[f.name] = single or rest
+    unique_sets = _unique_sets(model)
+    rows = model._base_manager.db_manager(alias)
+    for attempt in range(attempts):
+        values = _new_values(fields, n + attempt * 7919, targets, minimal)
+        if values is None:
+            return None
+        if not _taken(rows, values, unique_sets):
+            return model(**values)
+    exclusive = [f for f in fields if f.is_relation and (f.one_to_one or f.unique)]
+    if not fresh or not exclusive:
+        return None
+    for f in exclusive:
+        target = new_row(f.related_model, alias, n + 1, avoid=avoid, fresh=False)  # type: ignore[arg-type]
+        if target is None:
+            return None
+        target.save(using=alias, force_insert=True)
+        targets[f.name] = [getattr(target, f.target_field.attname)]  # type: ignore[attr-defined]
+    values = _new_values(fields, n, targets, minimal)
+    if values is None or _taken(rows, values, unique_sets):
+        return None
+    return model(**values)
+
+
+def _taken(rows: Any, values: dict[str, Any], unique_sets: list[tuple[str, ...]]) -> bool:
+    """Whether a row with these values would repeat another's unique set."""
+    return any(
+        all(values.get(a) is not None for a in names)
+        and rows.filter(**{a: values[a] for a in names}).exists()
+        for names in unique_sets
+        if any(a in values for a in names)
+    )
+
+
+_TARGETS = 64  # rows of a related table new rows choose from
+
+
+def _new_values(
+    fields: Sequence[models.Field[Any, Any]],
+    n: int,
+    targets: dict[str, list[Any]],
+    minimal: bool,
+) -> dict[str, Any] | None:
     values: dict[str, Any] = {}
-    for k, f in enumerate(f for f in _concrete(model) if not _automatic(f)):
+    for k, f in enumerate(fields):
         if f.has_default() and not f.primary_key:
             continue
-        targets = None
-        if f.is_relation:
-            manager = f.related_model._base_manager.db_manager(alias)  # type: ignore[union-attr]
-            first = manager.order_by("pk").values_list(f.target_field.attname, flat=True)[:1]
-            targets = list(first)
+        if minimal and f.null and not f.primary_key:
+            values[f.attname] = None
+            continue
+        choices = targets.get(f.name)
+        if f.is_relation and (f.one_to_one or f.unique) and choices:
+            # Any target may be free; the caller's uniqueness test decides.
+            values[f.attname] = choices[n % len(choices)]
+            continue
         try:
-            value = _value(f, n, targets, k)
+            value = _value(f, n, choices, k)
         except _Unfillable:
             return None
         if value is _SKIP:
             return None
         if value is not NOT_PROVIDED:
             values[f.attname] = value
-    return model(**values)
+    return values

@@ -18,8 +18,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from django.db import models
+from django.db import models, transaction
+from django.db.models.deletion import ProtectedError, RestrictedError
 
+from django_rollout.db.adversary import Attack, rows_for
 from django_rollout.db.seed import new_row
 
 # Numbers for traffic rows start far beyond the seeded ones, so unique values stay unique.
@@ -61,6 +63,13 @@ _SQLITE = (
 )
 
 
+_POSTGRESQL = (
+    re.compile(r'^column "(?P<column>[^"]+)" of relation "(?P<table>[^"]+)" does not exist'),
+    re.compile(r'^column (?:"?(?P<table>[^".\s]+)"?\.)"?(?P<column>[^"\s]+)"? does not exist'),
+    re.compile(r'^relation "(?:[^".]+\.)?(?P<table>[^"]+)" does not exist'),
+)
+
+
 def observe(exc: BaseException, **where: Any) -> Observed:
     """Return what ``exc`` tells: SQLSTATE, message, table, column, constraint."""
     cause: BaseException | None = exc
@@ -68,11 +77,21 @@ def observe(exc: BaseException, **where: Any) -> Observed:
         sqlstate = getattr(cause, "sqlstate", None) or getattr(cause, "pgcode", None)
         if sqlstate:
             diag = getattr(cause, "diag", None)
+            message = _first_line(cause)
+            table = getattr(diag, "table_name", None)
+            column = getattr(diag, "column_name", None)
+            if table is None:
+                # Undefined table and column errors name them only in their text.
+                for pattern in _POSTGRESQL:
+                    if found := pattern.search(message):
+                        named = found.groupdict()
+                        table, column = named.get("table"), column or named.get("column")
+                        break
             return Observed(
                 sqlstate=str(sqlstate),
-                message=_first_line(cause),
-                table=getattr(diag, "table_name", None),
-                column=getattr(diag, "column_name", None),
+                message=message,
+                table=table,
+                column=column,
                 constraint=getattr(diag, "constraint_name", None),
                 **where,
             )
@@ -118,6 +137,14 @@ class Traffic:
         self.counters = Counters()
         self._lock = threading.Lock()
         self._n = FIRST_ROW
+        # Rows that rows kept by new code point at: (table, column) -> values. Old code
+        # deletes them in its next round (``round(..., keep=True)`` fills it).
+        self.referenced: dict[tuple[str, str], set[Any]] = {}
+        # Rows a session created and is about to delete: table -> pks. New rows do not
+        # point at them (that race is the application's everyday life, not the deploy's).
+        self._transient: dict[str, list[Any]] = {}
+        # Rows a keeping round made, table -> pks: its later rows point at them.
+        self._kept: dict[str, list[Any]] = {}
 
     def _next(self) -> int:
         with self._lock:
@@ -130,11 +157,20 @@ class Traffic:
         version: str,
         app_label: str | None = None,
         migration: str | None = None,
+        keep: bool = False,
+        known: frozenset[tuple[str, str]] = frozenset(),
     ) -> list[Observed]:
-        """Create, read, update and delete once on every model; return what failed."""
+        """Create, read, update and delete once on every model; return what failed.
+
+        With ``keep`` the created rows stay, and the rows they point at through a relation
+        that is not in ``known`` ((table, column) of the relations the other live release
+        has) are remembered in ``referenced``. Without it, the round also deletes the
+        remembered rows of its models, through its own models: a release that does not
+        know a relation does not cascade along it, and the database refuses.
+        """
         errors: list[Observed] = []
         for model in model_list:
-            errors.extend(self._cycle(model, version, app_label, migration))
+            errors.extend(self._cycle(model, version, app_label, migration, keep, known))
         return errors
 
     def _cycle(
@@ -143,35 +179,149 @@ class Traffic:
         version: str,
         app_label: str | None,
         migration: str | None,
+        keep: bool = False,
+        known: frozenset[tuple[str, str]] = frozenset(),
     ) -> list[Observed]:
         table = model._meta.db_table
         where = {"app_label": app_label, "migration": migration, "code_version": version}
         errors: list[Observed] = []
 
         def attempt(action: str, do: Any) -> Any:
-            try:
-                result = do()
-            except Exception as exc:  # the database's error is the observation
-                found = observe(exc, action=action, **where)
-                if found.table is None:
-                    found = replace(found, table=table)
-                errors.append(found)
-                self.counters.add(version, failed=True)
-                return None
-            self.counters.add(version, failed=False)
-            return result
+            return self._attempt(action, do, table, where, errors)
+
+        def create(minimal: bool) -> models.Model | None:
+            # Choosing the related rows reads the database: part of the create.
+            made = new_row(
+                model,
+                self.alias,
+                self._next(),
+                minimal=minimal,
+                avoid=self._transient_in,
+                prefer=lambda f: self._kept_in(f, known) if keep else (),
+            )
+            if made is not None:
+                made.save(using=self.alias, force_insert=True)
+                with self._lock:
+                    mark = self._kept if keep else self._transient
+                    mark.setdefault(table, []).append(made.pk)
+            return made
 
         manager = model._base_manager.db_manager(self.alias)
-        row = new_row(model, self.alias, self._next())
-        if row is not None:
-            attempt("create", lambda: row.save(using=self.alias, force_insert=True))
+        # One row with every nullable field left NULL (a form left blank), one filled.
+        made = [attempt("create", lambda m=minimal: create(m)) for minimal in (True, False)]
+        mine = [row.pk for row in made if row is not None and row.pk is not None]
         attempt("read", lambda: list(manager.order_by("pk")[:5]))
-        existing = attempt("read", lambda: manager.order_by("-pk").first())
+        # The oldest row: one that no other session deletes under it.
+        existing = attempt("read", lambda: manager.order_by("pk").first())
         if existing is not None:
             attempt("update", lambda: existing.save(using=self.alias))
-        if row is not None and row.pk is not None:
-            attempt("delete", lambda: manager.filter(pk=row.pk).delete())
+        if keep:
+            for row in made:
+                if row is not None and row.pk is not None:
+                    self._remember(row, known)
+        elif mine:
+            attempt("delete", lambda: manager.filter(pk__in=mine).delete())
+            with self._lock:
+                left = [pk for pk in self._transient.get(table, ()) if pk not in mine]
+                self._transient[table] = left
+        for name, values in self._referenced_in(model):
+            gone = manager.filter(**{f"{name}__in": values})
+            attempt("delete", gone.delete)
         return errors
+
+    def _attempt(
+        self,
+        action: str,
+        do: Any,
+        table: str,
+        where: dict[str, Any],
+        errors: list[Observed],
+    ) -> Any:
+        """Run ``do``; a database error is recorded in ``errors``, not raised."""
+        version = where["code_version"]
+        try:
+            result = do()
+        except (ProtectedError, RestrictedError):
+            # The ORM refused (on_delete=PROTECT): the application sees that any day.
+            self.counters.add(version, failed=False)
+            return None
+        except Exception as exc:  # the database's error is the observation
+            found = observe(exc, action=action, **where)
+            if found.table is None:
+                found = replace(found, table=table)
+            errors.append(found)
+            self.counters.add(version, failed=True)
+            return None
+        self.counters.add(version, failed=False)
+        return result
+
+    def write(
+        self,
+        model: type[models.Model],
+        attack: Attack,
+        version: str,
+        app_label: str | None,
+        migration: str | None,
+    ) -> list[Observed]:
+        """Create the rows of ``attack`` through ``model`` (a code version's); return what
+        failed. The rows that went in are deleted again."""
+        where = {"app_label": app_label, "migration": migration, "code_version": version}
+        errors: list[Observed] = []
+        table = model._meta.db_table
+        manager = model._base_manager.db_manager(self.alias)
+
+        def create() -> list[Any]:
+            made = []
+            for row in rows_for(attack, model, self.alias, self._next()):
+                with transaction.atomic(using=self.alias):
+                    row.save(using=self.alias, force_insert=True)
+                made.append(row.pk)
+            return made
+
+        made = self._attempt("create", create, table, where, errors)
+        if made:
+            self._attempt("delete", manager.filter(pk__in=made).delete, table, where, errors)
+        return errors
+
+    def _transient_in(self, table: str) -> set[Any]:
+        with self._lock:
+            return set(self._transient.get(table, ()))
+
+    def _kept_in(self, relation: Any, known: frozenset[tuple[str, str]]) -> list[Any]:
+        """Rows this keeping round made in the relation's target table, when the other
+        release does not know the relation (through one it knows, its delete cascades or
+        is refused, like any day's)."""
+        if (relation.model._meta.db_table, relation.column) in known:
+            return []
+        with self._lock:
+            return list(self._kept.get(relation.related_model._meta.db_table, ()))
+
+    def forget_kept(self) -> None:
+        """End a rollout: the next keeping round starts from no preferred rows."""
+        with self._lock:
+            self._kept.clear()
+            self.referenced.clear()
+
+    def _remember(self, row: models.Model, known: frozenset[tuple[str, str]]) -> None:
+        table = row._meta.db_table
+        for f in row._meta.concrete_fields:
+            if (table, f.column) in known:
+                continue
+            if f.is_relation and (value := getattr(row, f.attname)) is not None:
+                target = f.target_field  # type: ignore[attr-defined]
+                key = (target.model._meta.db_table, target.column)
+                with self._lock:
+                    self.referenced.setdefault(key, set()).add(value)
+
+    def _referenced_in(self, model: type[models.Model]) -> list[tuple[str, list[Any]]]:
+        """(field name, values) of this model's rows that kept rows point at."""
+        table = model._meta.db_table
+        out = []
+        for f in model._meta.concrete_fields:
+            values = self.referenced.get((table, f.column))
+            if values:
+                out.append((f.name, sorted(values, key=str)))
+        return out
 
     @contextmanager
     def background(
@@ -232,6 +382,16 @@ class Traffic:
             stop.set()
             for thread in threads:
                 thread.join(timeout=30)
+
+
+def relations(model_list: Sequence[type[models.Model]]) -> frozenset[tuple[str, str]]:
+    """(table, column) of every relation of ``model_list``."""
+    return frozenset(
+        (m._meta.db_table, f.column)
+        for m in model_list
+        for f in m._meta.concrete_fields
+        if f.is_relation
+    )
 
 
 def backend_pid(connection: Any) -> int | None:

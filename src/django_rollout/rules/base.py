@@ -45,9 +45,9 @@ class Rule:
     message: ClassVar[str]
     help: ClassVar[str]
     recipe_steps: ClassVar[tuple[str, ...]] = ()
-    # SQLSTATE classes (two characters) of the error production sees when the hazard
-    # happens: a rehearsal confirms the finding when it observes one of them on the
-    # finding's table. Empty for rules whose hazard is a lock, not an error.
+    # The SQLSTATEs (five characters) or classes (two) of the error production sees when
+    # the hazard happens: a rehearsal confirms the finding when it observes one of them on
+    # the finding's table. Empty for rules whose hazard is a lock, not an error.
     sqlstates: ClassVar[tuple[str, ...]] = ()
 
     def check_operation(self, ctx: OperationContext) -> Iterable[Finding]:

@@ -70,7 +70,7 @@ class NotNullColumnWithoutDbDefault(Rule):
     """
 
     id = "C101"
-    sqlstates = ("23",)
+    sqlstates = ("23502",)
     name = "not-null-column-without-db-default"
     severity = Severity.ERROR
     message = (

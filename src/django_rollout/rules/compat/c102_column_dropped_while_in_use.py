@@ -70,7 +70,7 @@ class ColumnDroppedWhileInUse(Rule):
     """
 
     id = "C102"
-    sqlstates = ("42",)
+    sqlstates = ("42703",)
     name = "column-dropped-while-in-use"
     severity = Severity.ERROR
     message = (

@@ -67,7 +67,7 @@ class ColumnRenamedWhileInUse(Rule):
     """
 
     id = "C103"
-    sqlstates = ("42",)
+    sqlstates = ("42703",)
     name = "column-renamed-while-in-use"
     severity = Severity.ERROR
     message = (

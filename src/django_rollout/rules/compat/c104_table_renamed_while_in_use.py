@@ -86,7 +86,7 @@ class TableRenamedWhileInUse(Rule):
     """
 
     id = "C104"
-    sqlstates = ("42",)
+    sqlstates = ("42P01",)
     name = "table-renamed-while-in-use"
     severity = Severity.ERROR
     message = (

@@ -72,7 +72,7 @@ class TableDroppedWhileInUse(Rule):
     """
 
     id = "C105"
-    sqlstates = ("42",)
+    sqlstates = ("42P01",)
     name = "table-dropped-while-in-use"
     severity = Severity.ERROR
     message = (

@@ -81,7 +81,7 @@ class NotNullOnColumnOldReleaseNulls(Rule):
     """
 
     id = "C107"
-    sqlstates = ("23",)
+    sqlstates = ("23502",)
     name = "not-null-on-column-old-release-nulls"
     severity = Severity.ERROR
     message = (

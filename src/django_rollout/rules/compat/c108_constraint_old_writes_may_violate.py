@@ -202,7 +202,7 @@ class ConstraintOldWritesMayViolate(Rule):
     """
 
     id = "C108"
-    sqlstates = ("23",)
+    sqlstates = ("23503", "23505", "23514")
     name = "constraint-old-writes-may-violate"
     severity = Severity.WARNING
     message = (

@@ -138,7 +138,7 @@ class ReferenceUnknownToOldCascade(Rule):
     """
 
     id = "C109"
-    sqlstates = ("23",)
+    sqlstates = ("23503",)
     name = "reference-unknown-to-old-cascade"
     severity = Severity.WARNING
     message = (

@@ -241,7 +241,7 @@ class UniquenessOverCollidingRows(Rule):
     """
 
     id = "D201"
-    sqlstates = ("23",)
+    sqlstates = ("23505",)
     name = "uniqueness-over-colliding-rows"
     severity = Severity.ERROR
     message = (

@@ -85,7 +85,7 @@ class NotNullOverExistingNulls(Rule):
     """
 
     id = "D202"
-    sqlstates = ("23",)
+    sqlstates = ("23502",)
     name = "not-null-over-existing-nulls"
     severity = Severity.ERROR
     message = (

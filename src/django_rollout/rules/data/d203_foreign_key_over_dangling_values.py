@@ -108,7 +108,7 @@ class ForeignKeyOverDanglingValues(Rule):
     """
 
     id = "D203"
-    sqlstates = ("23",)
+    sqlstates = ("23503",)
     name = "foreign-key-over-dangling-values"
     severity = Severity.WARNING
     message = (

@@ -205,7 +205,7 @@ class CheckOverViolatingRows(Rule):
     """
 
     id = "D204"
-    sqlstates = ("23",)
+    sqlstates = ("23514",)
     name = "check-over-violating-rows"
     severity = Severity.WARNING
     message = (

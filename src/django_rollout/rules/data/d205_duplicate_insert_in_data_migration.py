@@ -140,7 +140,7 @@ class DuplicateInsertInDataMigration(Rule):
     """
 
     id = "D205"
-    sqlstates = ("23",)
+    sqlstates = ("23505",)
     name = "duplicate-insert-in-data-migration"
     severity = Severity.WARNING
     message = (

@@ -92,7 +92,7 @@ class UniqueColumnRewriteCollision(Rule):
     """
 
     id = "D207"
-    sqlstates = ("23",)
+    sqlstates = ("23505",)
     name = "unique-column-rewrite-collision"
     severity = Severity.WARNING
     message = (
