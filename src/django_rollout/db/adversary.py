@@ -25,7 +25,7 @@ the release still serving does not know the constraint.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,6 +34,7 @@ from django.db.migrations.migration import Migration
 from django.db.migrations.state import ProjectState
 
 from django_rollout.db.seed import new_row
+from django_rollout.rules.data._schema import walk_operations
 
 CASE_VARIANTS = ("Rollout.Case@Example.com", "rollout.case@example.com", "ROLLOUT.CASE@EXAMPLE.COM")
 _INTEGER_LIMITS = (
@@ -78,17 +79,9 @@ class Planted:
 def attacks(migration: Migration, state: ProjectState) -> list[Attack]:
     """Return the attacks on what ``migration`` adds, judged against ``state`` (before it)."""
     found: list[Attack] = []
-    for operation in _database_operations(migration.operations):
+    for operation in walk_operations(migration.operations):
         found.extend(_attacks(migration.app_label, operation, state))
     return found
-
-
-def _database_operations(operations: Iterable[Any]) -> Iterator[Any]:
-    for operation in operations:
-        if isinstance(operation, migrations.SeparateDatabaseAndState):
-            yield from _database_operations(operation.database_operations)
-        else:
-            yield operation
 
 
 def _attacks(app_label: str, op: Any, state: ProjectState) -> Iterator[Attack]:
