@@ -34,6 +34,7 @@ from django.db.migrations.migration import Migration
 from django.db.migrations.state import ProjectState
 
 from django_rollout.db.seed import new_row
+from django_rollout.errors import first_line
 from django_rollout.rules.data._schema import walk_operations
 
 CASE_VARIANTS = ("Rollout.Case@Example.com", "rollout.case@example.com", "ROLLOUT.CASE@EXAMPLE.COM")
@@ -78,10 +79,12 @@ class Planted:
 
 def attacks(migration: Migration, state: ProjectState) -> list[Attack]:
     """Return the attacks on what ``migration`` adds, judged against ``state`` (before it)."""
-    found: list[Attack] = []
+    found: dict[tuple[str, str, str], Attack] = {}
     for operation in walk_operations(migration.operations):
-        found.extend(_attacks(migration.app_label, operation, state))
-    return found
+        for attack in _attacks(migration.app_label, operation, state):
+            # Two data steps in one migration ask for the same rows once.
+            found.setdefault((attack.app_label, attack.model, attack.why), attack)
+    return list(found.values())
 
 
 def _attacks(app_label: str, op: Any, state: ProjectState) -> Iterator[Attack]:
@@ -228,13 +231,11 @@ def plant(found: Sequence[Attack], apps: Any, alias: str, n: int) -> Planted:
                 else:
                     rows = rows_for(attack, model, alias, n)
                     for row in rows:
-                        _save(row, alias)
+                        insert(row, alias)
                     made = len(rows)
                     result.made.extend((attack.app_label, attack.model, r.pk) for r in rows)
         except Exception as exc:  # the old schema (or a PROTECT) refuses: say so, go on
-            result.refused[attack.why] = (
-                str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            )
+            result.refused[attack.why] = first_line(exc)
             continue
         n += 10
         if made:
@@ -283,10 +284,10 @@ def rows_for(attack: Attack, model: type[models.Model], alias: str, n: int) -> l
     return out
 
 
-def _save(row: models.Model, alias: str) -> bool:
+def insert(row: models.Model, alias: str) -> None:
+    """INSERT ``row`` in a savepoint, so that a refusal leaves the transaction usable."""
     with transaction.atomic(using=alias):
         row.save(using=alias, force_insert=True)
-    return True
 
 
 def _resolve(value: Any, model: type[models.Model], attname: str, alias: str) -> Any:

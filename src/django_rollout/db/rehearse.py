@@ -200,9 +200,9 @@ def _walk(
     if not result.stopped and result.steps:
         last = result.steps[-1]
         with _timed(timings, "traffic_s"):
-            new_models = _real_models(state)
-            old_models = old_models if not each_on_its_own else []
-            _rollout(traffic, old_models or [], new_models, last, result)
+            # A unit's rollout; each migration on its own had its own after its step.
+            still_old = [] if each_on_its_own else old_models or []
+            _rollout(traffic, still_old, _real_models(state), last, result)
     result.traffic = {
         "actions": dict(traffic.counters.actions),
         "errors": dict(traffic.counters.errors),

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from types import FrameType
 from typing import Any
 
-from django_rollout.errors import DatabaseUnavailableError
+from django_rollout.errors import DatabaseUnavailableError, first_line
 
 PREFIX = "rollout_scratch"
 
@@ -71,7 +71,7 @@ def scratch_database(source: str = "default", *, keep: bool = False) -> Iterator
                 with origin._nodb_cursor() as cursor:
                     cursor.execute(f'CREATE DATABASE "{name}"')
         except DatabaseError as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            first = first_line(exc)
             raise DatabaseUnavailableError(
                 f"cannot create a scratch database on {source!r}: {first}"
             ) from None

@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from typing import Any, Protocol
 from urllib.parse import unquote, urlparse
 
-from django_rollout.errors import DatabaseUnavailableError, DeployedStateError
+from django_rollout.errors import DatabaseUnavailableError, DeployedStateError, first_line
 from django_rollout.graph.deployed import Deployed
 
 MigrationKey = tuple[str, str]
@@ -37,7 +37,7 @@ def _url_cursor(url: str) -> Iterator[tuple[str, _Cursor, dict[str, Any]]]:
         try:
             conn = psycopg.connect(url.replace("pgsql://", "postgresql://"), connect_timeout=10)
         except psycopg.Error as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            first = first_line(exc)
             raise DatabaseUnavailableError(f"cannot connect to {_safe(url)}: {first}") from None
         try:
             with conn.cursor() as cursor:
@@ -92,7 +92,7 @@ def _alias_cursor(alias: str) -> Iterator[tuple[str, _Cursor, dict[str, Any]]]:
                 version = sqlite3.sqlite_version
             yield connection.vendor, cursor, {"vendor": connection.vendor, "version": version}
     except DatabaseError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc)
         raise DatabaseUnavailableError(f"cannot use database {alias!r}: {first}") from None
 
 

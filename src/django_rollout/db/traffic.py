@@ -18,11 +18,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from django.db import models, transaction
+from django.db import models
 from django.db.models.deletion import ProtectedError, RestrictedError
 
-from django_rollout.db.adversary import Attack, rows_for
+from django_rollout.db.adversary import Attack, insert, rows_for
 from django_rollout.db.seed import new_row
+from django_rollout.errors import first_line
 
 # Numbers for traffic rows start far beyond the seeded ones, so unique values stay unique.
 FIRST_ROW = 10_000_000
@@ -77,7 +78,7 @@ def observe(exc: BaseException, **where: Any) -> Observed:
         sqlstate = getattr(cause, "sqlstate", None) or getattr(cause, "pgcode", None)
         if sqlstate:
             diag = getattr(cause, "diag", None)
-            message = _first_line(cause)
+            message = first_line(cause)
             table = getattr(diag, "table_name", None)
             column = getattr(diag, "column_name", None)
             if table is None:
@@ -96,7 +97,7 @@ def observe(exc: BaseException, **where: Any) -> Observed:
                 **where,
             )
         cause = cause.__cause__
-    message = _first_line(exc)
+    message = first_line(exc)
     for pattern, code in _SQLITE:
         found = pattern.search(message)
         if found:
@@ -109,11 +110,6 @@ def observe(exc: BaseException, **where: Any) -> Observed:
                 return Observed(code, message, constraint=name, **where)
             return Observed(code, message, table=table, column=name, **where)
     return Observed(None, message, **where)
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 @dataclass
@@ -209,20 +205,20 @@ class Traffic:
         manager = model._base_manager.db_manager(self.alias)
         # One row with every nullable field left NULL (a form left blank), one filled.
         made = [attempt("create", lambda m=minimal: create(m)) for minimal in (True, False)]
-        mine = [row.pk for row in made if row is not None and row.pk is not None]
+        mine = [row for row in made if row is not None and row.pk is not None]
         attempt("read", lambda: list(manager.order_by("pk")[:5]))
         # The oldest row: one that no other session deletes under it.
         existing = attempt("read", lambda: manager.order_by("pk").first())
         if existing is not None:
             attempt("update", lambda: existing.save(using=self.alias))
         if keep:
-            for row in made:
-                if row is not None and row.pk is not None:
-                    self._remember(row, known)
+            for row in mine:
+                self._remember(row, known)
         elif mine:
-            attempt("delete", lambda: manager.filter(pk__in=mine).delete())
+            pks = {row.pk for row in mine}
+            attempt("delete", manager.filter(pk__in=pks).delete)
             with self._lock:
-                left = [pk for pk in self._transient.get(table, ()) if pk not in mine]
+                left = [pk for pk in self._transient.get(table, ()) if pk not in pks]
                 self._transient[table] = left
         for name, values in self._referenced_in(model):
             gone = manager.filter(**{f"{name}__in": values})
@@ -273,8 +269,7 @@ class Traffic:
         def create() -> list[Any]:
             made = []
             for row in rows_for(attack, model, self.alias, self._next()):
-                with transaction.atomic(using=self.alias):
-                    row.save(using=self.alias, force_insert=True)
+                insert(row, self.alias)
                 made.append(row.pk)
             return made
 
