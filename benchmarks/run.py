@@ -209,6 +209,35 @@ def wagtail_project() -> Project:
     return Project("wagtail", HERE / "wagtail_project", "wagtail_bench.settings", WAGTAIL_VENV)
 
 
+def edited_last_migration(project: Project, cmd: list[str], repeat: int) -> Measure:
+    """Time the run after an edit of the plan's last migration, the common case while
+    writing one: every verdict but the last is kept. Each run sees a new edit; the file is
+    restored afterwards (and its verdict with the next run)."""
+    listed = run_once([*cmd[:-2], "--no-cache", "--fail-on", "info"], project)
+    _require("listing", listed, {0, 1})
+    # The last migration of the plan that lives in the project (not an installed app's).
+    unit = json.loads(listed.stdout)["unit"]
+    paths = [project.root / app / "migrations" / f"{name}.py" for app, name in reversed(unit)]
+    path = next((p for p in paths if p.exists()), None)
+    if path is None:
+        raise SystemExit(f"{project.name}: no migration of the plan lives in {project.root}")
+    original = path.read_bytes()
+    m = Measure("check, last migration edited")
+    try:
+        for n in range(repeat):
+            path.write_bytes(original + f"\n# benchmark edit {n} {time.time()}\n".encode())
+            sample = run_once(cmd, project)
+            _require(m.label, sample, {0, 1})
+            m.samples.append(sample)
+    finally:
+        path.write_bytes(original)
+    print(
+        f"  {m.label:34} wall {m.wall:8.2f}s  cpu {m.cpu:8.2f}s  peak {m.rss_mb:7.1f} MiB",
+        file=sys.stderr,
+    )
+    return m
+
+
 def bench(project: Project, args: argparse.Namespace) -> dict[str, Any]:
     print(f"== {project.name} ({project.root})", file=sys.stderr)
     py = project.python()
@@ -226,7 +255,20 @@ def bench(project: Project, args: argparse.Namespace) -> dict[str, Any]:
         args.repeat,
         {0},
     )
-    check = measure("django-rollout check", check_cmd, project, args.repeat, ok)
+    # The default run keeps each migration's findings (graph/verdicts.py): the warm-up run
+    # fills a fresh store, the timed runs read it. --no-cache judges everything every time.
+    store = WORK / f"cache-{project.name}"
+    shutil.rmtree(store, ignore_errors=True)
+    check = measure(
+        "django-rollout check (cache kept)",
+        [*check_cmd, "--cache-dir", str(store)],
+        project,
+        args.repeat,
+        ok,
+    )
+    cold_cmd = [*check_cmd, "--no-cache"]
+    cold = measure("django-rollout check --no-cache", cold_cmd, project, args.repeat, ok)
+    edited = edited_last_migration(project, [*check_cmd, "--cache-dir", str(store)], args.repeat)
     res["migrations"] = len(findings_of(check.samples[0].stdout)[1])
 
     # the benchmark's findings must equal a normal run's
@@ -236,13 +278,17 @@ def bench(project: Project, args: argparse.Namespace) -> dict[str, Any]:
     )
     _require("plain check", plain, ok)
     reference = findings_of(plain.stdout)
-    equal = all(findings_of(s.stdout) == reference for s in check.samples)
+    equal = all(
+        findings_of(s.stdout) == reference for m in (check, cold, edited) for s in m.samples
+    )
     res["findings"] = len(reference[0])
     res["findings_equal_plain_run"] = equal
     res["measures"] = {
         "showmigrations": show.summary(),
         "showmigrations_skip_checks": show_skip.summary(),
         "check": check.summary(),
+        "check_no_cache": cold.summary(),
+        "check_last_migration_edited": edited.summary(),
     }
     ratios: dict[str, float] = {
         "check/showmigrations time": check.wall / show.wall,
@@ -250,6 +296,9 @@ def bench(project: Project, args: argparse.Namespace) -> dict[str, Any]:
     }
     info: dict[str, float] = {
         "check/showmigrations CPU": check.cpu / show.cpu,
+        "check --no-cache/showmigrations time": cold.wall / show.wall,
+        "check --no-cache/showmigrations peak RSS": cold.rss_mb / show.rss_mb,
+        "check, last migration edited/showmigrations": edited.wall / show.wall,
         "system checks share of showmigrations": 1 - show_skip.wall / show.wall,
     }
 
@@ -258,7 +307,7 @@ def bench(project: Project, args: argparse.Namespace) -> dict[str, Any]:
         # synthetic history takes minutes
         sql = measure(
             "django-rollout check --sql",
-            [*check_cmd, "--sql"],
+            [*cold_cmd, "--sql"],
             project,
             args.sql_repeat,
             ok,
@@ -300,7 +349,7 @@ def bench(project: Project, args: argparse.Namespace) -> dict[str, Any]:
             timeout=args.linter_timeout,
         )
         res["measures"]["linter"] = lint.summary()
-        ratios["linter/check time"] = lint.wall / check.wall
+        ratios["linter/check time"] = lint.wall / cold.wall  # against the cold run
         res["linter_lower_bound"] = lint.samples[0].timed_out
 
     if args.profile:
@@ -308,9 +357,9 @@ def bench(project: Project, args: argparse.Namespace) -> dict[str, Any]:
         _require("split", split, {0})
         res["split"] = json.loads(split.stdout.strip().splitlines()[-1])
         print(f"  unprofiled split: {res['split']}", file=sys.stderr)
-        res["profile"] = profile(project, check_cmd[1:], "default run")
+        res["profile"] = profile(project, cold_cmd[1:], "default run, --no-cache")
         if args.sql and args.profile_sql:
-            res["profile_sql"] = profile(project, [*check_cmd[1:], "--sql"], "--sql run")
+            res["profile_sql"] = profile(project, [*cold_cmd[1:], "--sql"], "--sql run")
 
     res["ratios"] = {k: round(v, 3) for k, v in ratios.items()}
     res["info"] = {k: round(v, 3) for k, v in info.items()}

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import io
 import json
+import os
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import IO, Any
 
 from django.db.migrations import RunPython
@@ -22,6 +24,7 @@ from django_rollout.graph import deployed as s0
 from django_rollout.graph.context import ProjectContext, StartupQuery, startup_tables
 from django_rollout.graph.loader import Graph, load_graph, migration_dirs
 from django_rollout.graph.source import operation_line, relative
+from django_rollout.graph.verdicts import Sources, Verdicts, salt
 from django_rollout.graph.walk import Walker, WalkSettings
 from django_rollout.rules.base import Rule
 from django_rollout.rules.registry import all_rules
@@ -47,6 +50,9 @@ class CheckOptions:
     fail_on: Severity | None = None
     startup_queries: Sequence[StartupQuery] = ()
     startup_error: str | None = None
+    # Where the default run keeps each migration's findings between runs (None: judge
+    # everything); see graph/verdicts.py for what the key covers.
+    cache_dir: str | None = None
 
 
 @dataclass(frozen=True)
@@ -78,6 +84,9 @@ class Report:
     suppressed: tuple[SuppressedFinding, ...] = ()
     sql: tuple[MigrationSQL, ...] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    # (kept from the cache, judged afresh) in a default run with a cache; not in the JSON,
+    # so that a warm run's report is byte-equal to a cold one's.
+    cache: tuple[int, int] | None = None
 
     @property
     def exit_status(self) -> int:
@@ -259,6 +268,8 @@ def _judge(
 
     instances = [r() for r in (rules if rules is not None else all_rules())]
     real_apps = frozenset(graph.loader.unmigrated_apps)
+    cache: tuple[int, int] | None = None
+    places: dict[MigrationKey, tuple[str | None, str | None]] = {}
     walker = Walker(
         instances,
         WalkSettings(
@@ -273,7 +284,11 @@ def _judge(
     )
     if deployed.each_on_its_own:
         unit_migrations = [m for m in graph.plan if judged((m.app_label, m.name))]
-        findings = walker.each_on_its_own(graph.plan)
+        verdicts = _verdicts(options, settings, instances, walker.settings, graph, places)
+        findings = walker.each_on_its_own(graph.plan, verdicts, graph.path_of)
+        if verdicts is not None:
+            verdicts.save()
+            cache = (verdicts.hits, verdicts.misses)
     else:
         done, unit_migrations = _split(graph, deployed)
         findings = walker.as_one_unit(done, unit_migrations)
@@ -290,7 +305,6 @@ def _judge(
     for rule in instances:
         findings.extend(rule.check_project(pctx))
 
-    places: dict[MigrationKey, tuple[str | None, str | None]] = {}
     findings = [_locate(f, graph, places) for f in findings]
     kept, suppressed = _suppress(findings, graph, config, instances, unit_migrations)
     kept = [_override(f, config) for f in kept]
@@ -310,6 +324,29 @@ def _judge(
         suppressed=tuple(suppressed),
         sql=sql,
         extra={"row_counts": deployed.row_counts is not None},
+        cache=cache,
+    )
+
+
+def _verdicts(
+    options: CheckOptions,
+    settings: Any,
+    rules: Sequence[Rule],
+    walk: WalkSettings,
+    graph: Graph,
+    places: dict[MigrationKey, tuple[str | None, str | None]],
+) -> Verdicts | None:
+    """The findings kept by earlier default runs, under a salt of all that decides them."""
+    if options.cache_dir is None:
+        return None
+    sources = Sources()
+    parts: tuple[object, ...] = (walk.vendor, walk.server_version, walk.config)
+    parts += (walk.row_counts, walk.real_apps, walk.startup_tables, os.getcwd())
+    return Verdicts(
+        Path(options.cache_dir),
+        salt(settings, rules, parts, sources),
+        sources,
+        lambda finding: _locate(finding, graph, places),
     )
 
 

@@ -22,6 +22,7 @@ from django_rollout.errors import ConfigurationError, RolloutError
 from django_rollout.findings import Severity
 
 PROG = "django-rollout"
+DEFAULT_CACHE = ".django_rollout_cache"  # graph/verdicts.py: what the default run keeps
 
 
 class _Parser(argparse.ArgumentParser):
@@ -115,6 +116,15 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     check.add_argument("--vendor", choices=("postgresql", "sqlite"), help="judge for this database")
     check.add_argument("--server-version", help="PostgreSQL major version to judge for, e.g. 16")
     check.add_argument("--output", "-o", metavar="FILE", help="write the report to FILE")
+    check.add_argument(
+        "--cache-dir",
+        metavar="DIR",
+        default=DEFAULT_CACHE,
+        help=f"keep each migration's findings here between default runs (default {DEFAULT_CACHE})",
+    )
+    check.add_argument(
+        "--no-cache", action="store_true", help="judge every migration, read and write no cache"
+    )
 
     rehearse = sub.add_parser(
         "rehearse",
@@ -234,8 +244,15 @@ def _run_check(args: argparse.Namespace, capture: Any) -> int:
         capture,
         sql=args.sql,
         server_version=parse_server_version(args.server_version) if args.server_version else None,
+        cache_dir=None if args.no_cache else args.cache_dir,
     )
     report = api.check(options)
+    if report.cache is not None and args.verbosity >= 2:
+        kept, judged = report.cache
+        print(
+            f"{PROG}: {kept} migration(s) kept from {args.cache_dir}, {judged} judged afresh",
+            file=sys.stderr,
+        )
     _write(report, args, explain=args.explain)
     return report.exit_status
 

@@ -27,6 +27,7 @@ from django_rollout.graph.context import (
     target_keys,
 )
 from django_rollout.graph.model import view
+from django_rollout.graph.verdicts import Verdicts
 from django_rollout.rules.base import Rule
 
 
@@ -128,7 +129,6 @@ class Walker:
         self.settings = settings
         self.judged = judged
         self.state: ProjectState = WalkState(real_apps=set(settings.real_apps))
-        self.contexts: list[MigrationContext] = []
         self.history: list[DataStep] = []
         self._op_rules = [r for r in rules if _overrides(r, "check_operation")]
         self._migration_rules = [r for r in rules if _overrides(r, "check_migration")]
@@ -162,14 +162,38 @@ class Walker:
             operation.state_forwards(migration.app_label, self.state)
             self._remember(migration, operation, deployed=True)
 
-    def each_on_its_own(self, plan: Iterable[migrations.Migration]) -> list[Finding]:
-        """Judge every migration against the state just before it (the default S0)."""
+    def each_on_its_own(
+        self,
+        plan: Iterable[migrations.Migration],
+        verdicts: Verdicts | None = None,
+        path_of: Callable[[migrations.Migration], str | None] = lambda m: None,
+    ) -> list[Finding]:
+        """Judge every migration against the state just before it (the default S0).
+
+        Each migration is its own deploy, so once judged it is deployed: its data steps
+        join the history as such, whether it was judged or only applied (a report filter
+        changes what is shown, not what the next migration sees). ``verdicts`` hands back
+        the findings of a migration whose key is unchanged since an earlier run.
+        """
         findings: list[Finding] = []
+        # Migrations not judged here are applied only when a later one is: a run whose
+        # every verdict is kept never builds the state.
+        pending: list[migrations.Migration] = []
         for migration in plan:
-            if self.judged(_key(migration)):
-                findings.extend(self.judge(migration, self._unit(Lineage(self.state))))
-            else:
-                self.apply(migration)
+            key = verdicts.key(migration, path_of(migration)) if verdicts is not None else None
+            judged = self.judged(_key(migration))
+            cached = verdicts.get(key) if judged and verdicts is not None else None
+            if not judged or cached is not None:
+                pending.append(migration)
+                findings.extend(cached or ())
+                continue
+            for earlier in pending:
+                self.apply(earlier)
+            pending.clear()
+            start = len(self.history)
+            found = self.judge(migration, self._unit(Lineage(self.state)))
+            self.history[start:] = [replace(s, deployed=True) for s in self.history[start:]]
+            findings.extend(verdicts.keep(key, found) if verdicts is not None else found)
         return findings
 
     def as_one_unit(
@@ -200,7 +224,6 @@ class Walker:
             self._remember(migration, operation, deployed=False)
         if report:
             mctx = MigrationContext(migration.app_label, migration, contexts, unit)
-            self.contexts.append(mctx)
             for rule in self._migration_rules:
                 findings.extend(rule.check_migration(mctx))
         return findings
