@@ -265,3 +265,40 @@ def test_traffic_row_numbers_stay_within_the_calendar() -> None:
         assert _value(day, n, None).year <= 9999
         assert _value(moment, n, None).year <= 9999
     assert _value(day, 1, None) != _value(day, 2, None)
+
+
+def test_background_sessions_run_in_a_child_and_report_back() -> None:
+    """Background traffic runs in a forked child (its own interpreter lock): the parent
+    gets each session's backend pid while it runs, then the child's errors and counters;
+    the parent's own connection, inherited by the child, still works afterwards."""
+    from django_rollout.db.traffic import ROWS_PER_BACKGROUND, Traffic
+
+    apps = state().apps
+    with scratch_database(SOURCE) as scratch:
+        connection = connections[scratch.alias]
+        with connection.schema_editor() as editor:
+            for model in apps.get_models():
+                editor.create_model(model)
+        top_up(apps, scratch.alias, 5)
+        with connection.schema_editor() as editor:  # old code still knows this table
+            editor.delete_model(apps.get_model("seedapp", "Tag"))
+        traffic = Traffic(scratch.alias)
+        before = traffic._n
+        sink: list[Any] = []
+        where = {"app_label": "seedapp", "migration": "0002_x"}
+        models_now = [apps.get_model("seedapp", n) for n in ("Category", "Product", "Tag")]
+        with traffic.background(models_now, "old", where, sink) as pids:
+            with connection.cursor() as cursor:  # the parent's session, shared by the fork
+                for _ in range(100):
+                    cursor.execute("SELECT pg_sleep(0.01)")
+                    if len(pids) == 3:
+                        break
+            assert len(pids) == 3 and os.getpid() not in pids
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT count(*) FROM seedapp_category")
+            assert cursor.fetchone()[0] >= 5
+        assert traffic.counters.actions["old"] > 0 and traffic.counters.errors["old"] > 0
+        missing = [o for o in sink if o.sqlstate == "42P01"]
+        assert missing and missing[0].table == "seedapp_tag" and missing[0].code_version == "old"
+        assert all(o.migration == "0002_x" for o in sink)
+        assert traffic._n == before + ROWS_PER_BACKGROUND  # the child's numbers were its own

@@ -228,7 +228,19 @@ def _run_step(
     background = settings.traffic and connection.vendor == "postgresql" and old_models
     sink: list[Observed] = []
     where = {"app_label": migration.app_label, "migration": migration.name}
+    timings = result.timings
     clock = time.perf_counter()
+    applying = [0.0]
+
+    def apply() -> ProjectState:
+        # The migrate part is the migration alone; starting and stopping the traffic
+        # sessions around it is traffic's.
+        began = time.perf_counter()
+        try:
+            return _apply(executor, state, migration, tracer, step)
+        finally:
+            applying[0] = time.perf_counter() - began
+
     try:
         if background:
             with traffic.background(old_models, "old", where, sink) as pids:
@@ -237,14 +249,15 @@ def _run_step(
                 if probe is not None:
                     probe.traffic_pids = pids
                     with probe:
-                        state = _apply(executor, state, migration, tracer, step)
+                        state = apply()
                 else:
-                    state = _apply(executor, state, migration, tracer, step)
+                    state = apply()
         else:
-            state = _apply(executor, state, migration, tracer, step)
+            state = apply()
     finally:
-        result.timings["migrate_s"] += time.perf_counter() - clock - tracer.tracing_s
-        result.timings["tracing_s"] += tracer.tracing_s
+        timings["migrate_s"] += applying[0] - tracer.tracing_s
+        timings["traffic_s"] += time.perf_counter() - clock - applying[0]
+        timings["tracing_s"] += tracer.tracing_s
         step.statements = [s for s in tracer.statements if RECORDER_TABLE not in s.sql]
         for found in sink:
             _keep(result.traffic_errors, found)
