@@ -129,6 +129,12 @@ class Counters:
         if failed:
             self.errors[version] = self.errors.get(version, 0) + 1
 
+    def merge(self, other: Counters) -> None:
+        """Add the counts of another process's traffic."""
+        for mine, theirs in ((self.actions, other.actions), (self.errors, other.errors)):
+            for version, count in theirs.items():
+                mine[version] = mine.get(version, 0) + count
+
 
 class Traffic:
     """Traffic of one or more code versions on the scratch database of ``alias``."""
@@ -482,10 +488,7 @@ class Traffic:
             if payload:
                 found, counters = pickle.loads(payload)
                 sink.extend(found)
-                for name, value in counters.actions.items():
-                    self.counters.actions[name] = self.counters.actions.get(name, 0) + value
-                for name, value in counters.errors.items():
-                    self.counters.errors[name] = self.counters.errors.get(name, 0) + value
+                self.counters.merge(counters)
 
 
 def relations(model_list: Sequence[type[models.Model]]) -> frozenset[tuple[str, str]]:
