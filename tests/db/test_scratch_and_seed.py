@@ -302,3 +302,22 @@ def test_background_sessions_run_in_a_child_and_report_back() -> None:
         assert missing and missing[0].table == "seedapp_tag" and missing[0].code_version == "old"
         assert all(o.migration == "0002_x" for o in sink)
         assert traffic._n == before + ROWS_PER_BACKGROUND  # the child's numbers were its own
+
+
+def test_background_child_that_dies_is_reported_not_lost_silently() -> None:
+    from django_rollout.db.traffic import Traffic
+
+    class Broken(Traffic):
+        def _sessions(self, *args: Any, **kwargs: Any) -> Any:
+            raise RuntimeError("no sessions")
+
+    apps = state().apps
+    with scratch_database(SOURCE) as scratch:
+        sink: list[Any] = []
+        where = {"app_label": "seedapp", "migration": "0002_x"}
+        with Broken(scratch.alias).background(
+            [apps.get_model("seedapp", "Category")], "old", where, sink
+        ) as pids:
+            assert pids == []
+    assert [o.action for o in sink] == ["connect"]
+    assert "without a report" in sink[0].message and sink[0].code_version == "old"

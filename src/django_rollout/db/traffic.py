@@ -483,12 +483,15 @@ class Traffic:
             os.close(stop_write)
             with os.fdopen(out_read, "rb") as stream:
                 payload = stream.read()
-            os.waitpid(child, 0)
+            _, status = os.waitpid(child, 0)
             reader.join(timeout=5)
             if payload:
                 found, counters = pickle.loads(payload)
                 sink.extend(found)
                 self.counters.merge(counters)
+            else:  # the child died: its traffic is lost, which the report must say
+                text = f"background traffic process ended without a report (status {status})"
+                sink.append(Observed(None, text, action="connect", code_version=version, **where))
 
 
 def relations(model_list: Sequence[type[models.Model]]) -> frozenset[tuple[str, str]]:
