@@ -285,7 +285,7 @@ def _judge(
     if deployed.each_on_its_own:
         unit_migrations = [m for m in graph.plan if judged((m.app_label, m.name))]
         verdicts = _verdicts(options, settings, instances, walker.settings, graph, places)
-        findings = walker.each_on_its_own(graph.plan, verdicts, graph.path_of)
+        findings = walker.each_on_its_own(graph.plan, verdicts)
         if verdicts is not None:
             verdicts.save()
             cache = (verdicts.hits, verdicts.misses)
@@ -347,6 +347,7 @@ def _verdicts(
         salt(settings, rules, parts, sources),
         sources,
         lambda finding: _locate(finding, graph, places),
+        graph.path_of,
     )
 
 

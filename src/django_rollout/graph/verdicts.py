@@ -36,10 +36,10 @@ import django_rollout
 from django_rollout.findings import Finding
 
 FORMAT = 1
-_KEPT_STORES = 8
+_KEPT_STORES = 8  # one per salt: a few settings modules or configurations side by side
 # A file modified less than this before the store was written may have changed again within
 # the clock's granularity with the same size: hash it anew.
-_RACY_NS = 2_000_000_000  # one per salt: a few settings modules or configurations side by side
+_RACY_NS = 2_000_000_000
 # Settings that change the graph or the state without changing a migration file.
 _SETTINGS = ("AUTH_USER_MODEL", "INSTALLED_APPS", "MIGRATION_MODULES", "USE_TZ", "ROLLOUT")
 
@@ -180,7 +180,7 @@ def salt(
     for name in _SETTINGS:
         digest.update(f"{name}={stable(getattr(settings, name, None))}\n".encode())
     engines = {alias: db.get("ENGINE") for alias, db in getattr(settings, "DATABASES", {}).items()}
-    digest.update(f"engines={sorted(engines.items())!r}\n".encode())
+    digest.update(f"engines={stable(engines)}\n".encode())
     module = sys.modules.get(os.environ.get("DJANGO_SETTINGS_MODULE", ""))
     if module is not None:
         own = sources.project_file(module)
@@ -206,11 +206,13 @@ class Verdicts:
         salt: str,
         sources: Sources | None = None,
         locate: Callable[[Finding], Finding] = lambda finding: finding,
+        path_of: Callable[[Migration], str | None] = lambda migration: None,
     ) -> None:
         self.directory = directory
         self.salt = salt
         self.sources = sources or Sources()
         self.locate = locate
+        self.path_of = path_of
         self.path = directory / f"verdicts-{salt[:24]}.pickle"
         self._old: dict[str, tuple[Finding, ...]] = self._load()
         self.sources.read = 0  # the salt's files were read before the index was known
@@ -224,9 +226,7 @@ class Verdicts:
         try:
             with open(self.path, "rb") as handle:
                 stored = pickle.load(handle)
-        except (OSError, EOFError, pickle.UnpicklingError, AttributeError, ImportError):
-            return {}
-        except Exception:  # a store written by another version of the classes it holds
+        except Exception:  # missing, truncated, or written by other versions of its classes
             return {}
         if not isinstance(stored, dict) or stored.get("format") != FORMAT:
             return {}
@@ -239,9 +239,10 @@ class Verdicts:
             self.sources.known_before = stored["written"] - _RACY_NS
         return entries if isinstance(entries, dict) else {}
 
-    def key(self, migration: Migration, path: str | None) -> str | None:
+    def key(self, migration: Migration) -> str | None:
         """Return the migration's key, chained to every migration before it in the plan;
         None from the first migration without a source file on."""
+        path = self.path_of(migration)
         if self._chain is None or path is None or not path.endswith(".py"):
             self._chain = None
             return None
@@ -285,6 +286,9 @@ class Verdicts:
             if not ignore.exists():
                 ignore.write_text("# written by django-rollout\n*\n", encoding="utf-8")
             handle, temporary = tempfile.mkstemp(dir=self.directory, suffix=".tmp")
+        except OSError:
+            return
+        try:
             with os.fdopen(handle, "wb") as out:
                 pickle.dump(
                     {
@@ -299,8 +303,8 @@ class Verdicts:
                 )
             os.replace(temporary, self.path)
             self._prune()
-        except OSError:
-            return
+        except OSError:  # a full disk: no cache, and no half-written file left behind
+            Path(temporary).unlink(missing_ok=True)
 
     def _prune(self) -> None:
         stores = sorted(

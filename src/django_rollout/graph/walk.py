@@ -166,7 +166,6 @@ class Walker:
         self,
         plan: Iterable[migrations.Migration],
         verdicts: Verdicts | None = None,
-        path_of: Callable[[migrations.Migration], str | None] = lambda m: None,
     ) -> list[Finding]:
         """Judge every migration against the state just before it (the default S0).
 
@@ -180,7 +179,7 @@ class Walker:
         # every verdict is kept never builds the state.
         pending: list[migrations.Migration] = []
         for migration in plan:
-            key = verdicts.key(migration, path_of(migration)) if verdicts is not None else None
+            key = verdicts.key(migration) if verdicts is not None else None
             judged = self.judged(_key(migration))
             cached = verdicts.get(key) if judged and verdicts is not None else None
             if not judged or cached is not None:
