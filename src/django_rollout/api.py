@@ -610,11 +610,16 @@ class RehearseOptions:
 
     check: CheckOptions = field(default_factory=CheckOptions)
     alias: str = "default"
-    rows: int = 1000
+    # Synthetic rows per table before each step; None: 1000, or 0 on a copied database.
+    rows: int | None = None
     keep: bool = False
     trace_locks: bool = True
     traffic: bool = True
     adversarial: bool = False
+    # A database (alias or URL) to copy and rehearse on: S0 is what it has applied.
+    source: str | None = None
+    # Copy it with CREATE DATABASE ... TEMPLATE on its own server instead of pg_dump.
+    template: bool = False
 
 
 def rehearse(options: RehearseOptions, progress: Any = None) -> Report:
@@ -625,8 +630,22 @@ def rehearse(options: RehearseOptions, progress: Any = None) -> Report:
     one of the operation's tables, or (lock rules) when traffic waited behind a lock of one
     of them. An error that no finding predicted is reported with ``rule: null``.
     """
+    from django_rollout.db.copy import resolve
     from django_rollout.db.rehearse import RehearseSettings
     from django_rollout.db.rehearse import rehearse as walk_scratch
+
+    copy = None
+    if options.source:
+        given = options.check
+        if given.since or given.applied_from or given.database not in (None, options.source):
+            raise ConfigurationError(
+                "--from-database is S0 itself: drop --since, --database and --applied-from"
+            )
+        copy = resolve(options.source, template=options.template)
+        options = replace(options, check=replace(given, database=options.source))
+    elif options.template:
+        raise ConfigurationError("--template copies the database of --from-database: name one")
+    rows = options.rows if options.rows is not None else (0 if copy else 1000)
 
     config, deployed, graph = _prepare(options.check)
     static = _judge(options.check, None, config, deployed, graph)
@@ -647,11 +666,12 @@ def rehearse(options: RehearseOptions, progress: Any = None) -> Report:
         frozenset(graph.loader.unmigrated_apps),
         RehearseSettings(
             alias=options.alias,
-            rows=options.rows,
+            rows=rows,
             keep=options.keep,
             trace_locks=options.trace_locks,
             traffic=options.traffic,
             adversarial=options.adversarial,
+            copy=copy,
         ),
         each_on_its_own=deployed.each_on_its_own,
         progress=progress,
@@ -672,7 +692,12 @@ def rehearse(options: RehearseOptions, progress: Any = None) -> Report:
         suppressed=static.suppressed,
         extra={
             "verdict": verdict(findings, rehearsal, production),
-            "scratch": {"vendor": rehearsal.vendor, "name": rehearsal.scratch},
+            "scratch": {
+                "vendor": rehearsal.vendor,
+                "name": rehearsal.scratch,
+                "copied_from": None if copy is None else copy.label,
+                "copy_method": None if copy is None else copy.method,
+            },
             "steps": [s.to_dict() for s in rehearsal.steps],
             "traffic": rehearsal.traffic,
             "timings_s": {k: round(v, 3) for k, v in rehearsal.timings.items()},

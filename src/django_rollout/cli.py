@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import gc
 import json
 import os
@@ -145,7 +146,22 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
         help="create the scratch database on this alias's server (default: default)",
     )
     rehearse.add_argument(
-        "--rows", type=int, default=1000, help="synthetic rows per table before each step"
+        "--from-database",
+        metavar="ALIAS|URL",
+        dest="source",
+        help="copy this database (only read: pg_dump | pg_restore, or a SQLite backup) and"
+        " rehearse on the copy; S0 is what it has applied",
+    )
+    rehearse.add_argument(
+        "--template",
+        action="store_true",
+        help="copy with CREATE DATABASE ... TEMPLATE on the source's server: faster, but no"
+        " other session may be connected to the source, and it needs CREATEDB there",
+    )
+    rehearse.add_argument(
+        "--rows",
+        type=int,
+        help="synthetic rows per table before each step (default: 1000; 0 with --from-database)",
     )
     rehearse.add_argument("--keep", action="store_true", help="keep the scratch database")
     rehearse.add_argument(
@@ -166,6 +182,11 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
         "--fail-on", choices=("error", "warning", "info"), help="exit 1 at or above (default error)"
     )
     rehearse.add_argument("--output", "-o", metavar="FILE", help="write the report to FILE")
+    rehearse.add_argument(
+        "--report",
+        metavar="FILE",
+        help="also write the rehearsal as a self-contained HTML timeline to FILE",
+    )
 
     snapshot = sub.add_parser(
         "snapshot",
@@ -291,7 +312,7 @@ def _write(report: Any, args: argparse.Namespace, **render_options: Any) -> None
 def _run_rehearse(args: argparse.Namespace, capture: Any) -> int:
     from django_rollout import api
 
-    if args.rows < 0:
+    if args.rows is not None and args.rows < 0:
         raise ConfigurationError("--rows must be 0 or more")
     options = api.RehearseOptions(
         check=_check_options(args, capture),
@@ -300,10 +321,44 @@ def _run_rehearse(args: argparse.Namespace, capture: Any) -> int:
         keep=args.keep,
         traffic=not args.no_traffic,
         adversarial=args.adversarial,
+        source=args.source,
+        template=args.template,
     )
+    if args.report:
+        _check_writable(args.report)  # before minutes of rehearsal, not after
     report = api.rehearse(options, progress=_progress(args))
     _write(report, args)
+    if args.report:
+        _write_html(report, args.report)
     return report.exit_status
+
+
+def _check_writable(path: str) -> None:
+    """Refuse a path that the report could not be written to, as ``open`` would."""
+    target = os.path.abspath(path)
+    parent = os.path.dirname(target)
+    if os.path.isdir(target):
+        problem = errno.EISDIR
+    elif not os.path.isdir(parent):
+        problem = errno.ENOENT
+    elif not os.access(parent, os.W_OK) or (
+        os.path.exists(target) and not os.access(target, os.W_OK)
+    ):
+        problem = errno.EACCES
+    else:
+        return
+    raise ConfigurationError(f"cannot write {path}: {os.strerror(problem)}")
+
+
+def _write_html(report: Any, path: str) -> None:
+    from django_rollout.reporting.html import render as render_html
+
+    page = render_html(report)
+    try:
+        with open(path, "w", encoding="utf-8") as out:
+            out.write(page)
+    except OSError as exc:
+        raise ConfigurationError(f"cannot write {path}: {exc.strerror}") from None
 
 
 def _progress(args: argparse.Namespace) -> Any:

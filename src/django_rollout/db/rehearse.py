@@ -32,6 +32,7 @@ from django.db.migrations.migration import Migration
 from django.db.migrations.state import ProjectState
 
 from django_rollout.db.adversary import Attack, Planted, attacks, plant, withdraw
+from django_rollout.db.copy import Source
 from django_rollout.db.locks import Probe, Statement, Tracer
 from django_rollout.db.scratch import Scratch, scratch_database
 from django_rollout.db.seed import in_dependency_order, top_up
@@ -102,6 +103,8 @@ class RehearseSettings:
     trace_locks: bool = True
     traffic: bool = True
     adversarial: bool = False
+    # A real database to start from: S0 is already applied there, with its rows.
+    copy: Source | None = None
 
 
 def rehearse(
@@ -119,8 +122,12 @@ def rehearse(
     """
     say = progress or (lambda text: None)
     began = time.perf_counter()
-    with scratch_database(settings.alias, keep=settings.keep) as scratch:
+    if settings.copy is not None:
+        say(f"copying {settings.copy.label} ({settings.copy.method})")
+    with scratch_database(settings.alias, keep=settings.keep, copy=settings.copy) as scratch:
         result = Rehearsal(vendor=scratch.vendor, scratch=scratch.name)
+        if settings.copy is not None:
+            result.timings["copy_s"] = time.perf_counter() - began
         try:
             _walk(scratch, s0, unit, real_apps, settings, each_on_its_own, result, say)
         finally:
@@ -151,10 +158,16 @@ def _walk(
     for key in ("seed_s", "migrate_s", "traffic_s", "tracing_s", "s0_s"):
         timings[key] = 0.0
     state = ProjectState(real_apps=set(real_apps))
-    state.apps  # noqa: B018 - render once; the executor advances it in place
-
     old_models: list[type[models.Model]] | None = None
     applied: list[Migration] = []
+    if settings.copy is not None:
+        # The copy has S0 applied, with its real rows: only the state moves forward.
+        with _timed(timings, "s0_s"):
+            for migration in s0:
+                state = migration.mutate_state(state, preserve=False)
+                applied.append(migration)
+        s0 = ()
+    state.apps  # noqa: B018 - render once; the executor advances it in place
 
     for migration, observed in [*((m, False) for m in s0), *unit]:
         if not observed:

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from types import FrameType
 from typing import Any
 
+from django_rollout.db.copy import Source, check_postgresql, copy_sqlite, dump_and_restore
 from django_rollout.errors import DatabaseUnavailableError, first_line
 
 PREFIX = "rollout_scratch"
@@ -48,9 +49,17 @@ def scratch_name(prefix: str = PREFIX) -> str:
 
 
 @contextmanager
-def scratch_database(source: str = "default", *, keep: bool = False) -> Iterator[Scratch]:
-    """Create a scratch database next to the database of alias ``source``; drop it after."""
-    from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections
+def scratch_database(
+    source: str = "default", *, keep: bool = False, copy: Source | None = None
+) -> Iterator[Scratch]:
+    """Create a scratch database next to the database of alias ``source``; drop it after.
+
+    With ``copy``, the scratch database starts as a copy of that database (see
+    ``django_rollout.db.copy``): SQLite always into a temporary file; PostgreSQL with
+    ``pg_dump | pg_restore`` onto the server of ``source``, or as a TEMPLATE copy on the
+    copied database's own server.
+    """
+    from django.db import DEFAULT_DB_ALIAS, connections
     from django.utils.connection import ConnectionDoesNotExist
 
     try:
@@ -62,36 +71,49 @@ def scratch_database(source: str = "default", *, keep: bool = False) -> Iterator
     name = scratch_name()
     alias = name
     directory: str | None = None
-    if vendor == "postgresql":
-        try:
-            # Django warns when it falls back from the 'postgres' database; the error below
-            # says what matters if neither answers.
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", RuntimeWarning)
-                with origin._nodb_cursor() as cursor:
-                    cursor.execute(f'CREATE DATABASE "{name}"')
-        except DatabaseError as exc:
-            first = first_line(exc)
-            raise DatabaseUnavailableError(
-                f"cannot create a scratch database on {source!r}: {first}"
-            ) from None
-        settings["NAME"] = name
-    elif vendor == "sqlite":
-        directory = tempfile.mkdtemp(prefix=f"{PREFIX}_")
-        settings["NAME"] = os.path.join(directory, f"{name}.sqlite3")
-    else:
+    server = source  # the alias whose server holds the scratch database
+    if copy is not None and copy.vendor == "sqlite":
+        vendor = "sqlite"
+        settings = _completed({"ENGINE": "django.db.backends.sqlite3"})
+    elif copy is not None and copy.template:
+        server = f"{name}_source"
+        connections.settings[server] = _completed(copy.settings)
+        settings, vendor = dict(connections.settings[server]), "postgresql"
+    elif copy is not None and vendor != "postgresql":
         raise DatabaseUnavailableError(
-            f"rehearsals run on PostgreSQL or SQLite; {source!r} is {vendor}"
+            f"--from-database {copy.label} is PostgreSQL: the scratch copy needs a PostgreSQL"
+            f" server, and {source!r} is {vendor} (name one with --scratch ALIAS)"
         )
+    try:
+        if vendor == "postgresql":
+            _create_postgresql(server, name, copy)
+            settings["NAME"] = name
+        elif vendor == "sqlite":
+            directory = tempfile.mkdtemp(prefix=f"{PREFIX}_")
+            settings["NAME"] = os.path.join(directory, f"{name}.sqlite3")
+        else:
+            raise DatabaseUnavailableError(
+                f"rehearsals run on PostgreSQL or SQLite; {source!r} is {vendor}"
+            )
+    except BaseException:
+        if server != source:
+            _forget(server)
+        raise
     settings.setdefault("TEST", {})
     connections.settings[alias] = settings
     scratch = Scratch(alias=alias, name=settings["NAME"], vendor=vendor, keep=keep)
     redirected = {a: connections.settings[a] for a in {source, DEFAULT_DB_ALIAS}}
+    if copy is not None and copy.target in connections.settings:
+        redirected[copy.target] = connections.settings[copy.target]
     try:
         for other in redirected:
             _forget(other, keep_settings=True)
             connections.settings[other] = dict(settings)
         with _terminate_as_interrupt():
+            if copy is not None and vendor == "postgresql" and not copy.template:
+                dump_and_restore(copy, settings)
+            elif copy is not None and vendor == "sqlite":
+                copy_sqlite(copy, settings["NAME"])
             yield scratch
     finally:
         _forget(alias)
@@ -100,9 +122,80 @@ def scratch_database(source: str = "default", *, keep: bool = False) -> Iterator
             connections.settings[other] = own
         if not keep:
             if vendor == "postgresql":
-                _drop_postgresql(source, name)
+                _drop_postgresql(server, name)
             elif directory is not None:
                 shutil.rmtree(directory, ignore_errors=True)
+        if server != source:
+            _forget(server)
+
+
+def _create_postgresql(server: str, name: str, copy: Source | None) -> None:
+    """Create the scratch database on the server of alias ``server``; refuse a copy whose
+    source is not a Django database before anything is made."""
+    from django.db import DatabaseError, connections
+
+    template = copy is not None and copy.template
+    try:
+        if copy is not None:
+            own = copy.target if copy.target in connections.settings else None
+            with _source_cursor(copy, server if template else own) as cursor:
+                check_postgresql(copy, cursor)
+            if template:  # PostgreSQL refuses a TEMPLATE that has sessions: ours included
+                connections.close_all()
+        # Django warns when it falls back from the 'postgres' database; the error below
+        # says what matters if neither answers.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            with connections[server]._nodb_cursor() as cursor:
+                if template:
+                    assert copy is not None
+                    source_name = connections[server].ops.quote_name(copy.settings["NAME"])
+                    cursor.execute(f'CREATE DATABASE "{name}" TEMPLATE {source_name}')
+                else:
+                    cursor.execute(f'CREATE DATABASE "{name}"')
+    except DatabaseError as exc:
+        first = first_line(exc)
+        what = f"a TEMPLATE copy of {copy.label}" if template and copy else "a scratch database"
+        raise DatabaseUnavailableError(f"cannot create {what} on {server!r}: {first}") from None
+
+
+@contextmanager
+def _source_cursor(copy: Source, alias: str | None) -> Iterator[Any]:
+    """A cursor on the copied database: through ``alias`` or a connection of its own."""
+    from django.db import connections
+
+    if alias is not None:
+        with connections[alias].cursor() as cursor:
+            yield cursor
+        return
+    import psycopg
+
+    env = copy.settings
+    try:
+        conn = psycopg.connect(
+            dbname=env["NAME"],
+            user=env.get("USER") or None,
+            password=env.get("PASSWORD") or None,
+            host=env.get("HOST") or None,
+            port=env.get("PORT") or None,
+            connect_timeout=10,
+        )
+    except psycopg.Error as exc:
+        raise DatabaseUnavailableError(
+            f"cannot connect to {copy.label}: {first_line(exc)}"
+        ) from None
+    try:
+        with conn.cursor() as cursor:
+            yield cursor
+    finally:
+        conn.close()
+
+
+def _completed(settings: dict[str, Any]) -> dict[str, Any]:
+    """``settings`` with the defaults Django gives every entry of DATABASES."""
+    from django.db import connections
+
+    return dict(connections.configure_settings({"default": dict(settings)})["default"])
 
 
 def _forget(alias: str, keep_settings: bool = False) -> None:

@@ -1,0 +1,218 @@
+"""`rehearse --from-database`: the rehearsal runs on a copy of a real database.
+
+S0 is what the copied database has applied, its rows are the real ones (no synthetic top-up
+unless ``--rows`` asks for it), and the source is only read: its ``django_migrations`` rows
+and its data are the same afterwards, whichever way it was copied.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from tests._project import PG, Project, migration, pg_url, scratch_database
+
+TOKEN = """\
+migrations.CreateModel(
+    "Token",
+    [
+        ("id", models.BigAutoField(primary_key=True)),
+        ("name", models.CharField(max_length=40)),
+    ],
+),
+"""
+# django-oauth-toolkit 3.0.0's token_checksum: every existing row gets '' and the index fails.
+UNIQUE_BLANK = (
+    'migrations.AddField("token", "checksum", models.CharField(max_length=64, unique=True,'
+    ' blank=True, default=""))'
+)
+BASELINE = (
+    'ROLLOUT = {"start_after": {"contenttypes": "0002_remove_content_type_name",'
+    ' "auth": "0012_alter_user_first_name_max_length"}}'
+)
+
+
+def _project(tmp_path: Path, database: dict[str, Any]) -> Project:
+    project = Project(tmp_path)
+    project.app(
+        "vault",
+        {
+            "0001_initial": migration(TOKEN),
+            "0002_checksum": migration(UNIQUE_BLANK, '[("vault", "0001_initial")]'),
+        },
+    )
+    project.configure(["vault"], database=database, extra=BASELINE)
+    return project
+
+
+def _deployed(project: Project, tokens: int) -> None:
+    """Migrate to S0 (vault 0001) as the release in production did, and add its rows."""
+    result = project.manage("migrate", "vault", "0001")
+    assert result.status == 0, result.stderr
+    names = ", ".join(f"('token {i}')" for i in range(tokens))
+    result = project.manage(
+        "shell",
+        "-c",
+        f"from django.db import connection; connection.cursor().execute("
+        f'"INSERT INTO vault_token (name) VALUES {names}")',
+    )
+    assert result.status == 0, result.stderr
+
+
+def _pg_contents(db: dict[str, Any]) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    with psycopg.connect(dbname=db["NAME"], **PG) as conn:
+        recorded = conn.execute("SELECT id, app, name, applied FROM django_migrations ORDER BY id")
+        tokens = conn.execute("SELECT * FROM vault_token ORDER BY id")
+        return recorded.fetchall(), tokens.fetchall()
+
+
+def _scratch_names() -> set[str]:
+    with psycopg.connect(dbname="postgres", autocommit=True, **PG) as conn:
+        rows = conn.execute("SELECT datname FROM pg_database WHERE datname LIKE 'rollout_%'")
+        return {r[0] for r in rows.fetchall()}
+
+
+def _rehearse(project: Project, *args: str) -> tuple[int, dict[str, Any]]:
+    result = project.run("--settings", project.settings, "rehearse", "--format", "json", *args)
+    assert result.status in (0, 1), result.stderr
+    doc = result.json()
+    assert doc["scratch"]["name"] not in _scratch_names(), "the scratch database was left behind"
+    return result.status, doc
+
+
+@pytest.fixture
+def source() -> Iterator[dict[str, Any]]:
+    with scratch_database() as db:
+        yield db
+
+
+def test_rehearses_on_a_copy_with_the_real_rows_and_leaves_the_source_unchanged(
+    tmp_path: Path, source: dict[str, Any]
+) -> None:
+    project = _project(tmp_path, source)
+    _deployed(project, tokens=3)
+    before = _pg_contents(source)
+
+    status, doc = _rehearse(project, "--from-database", "default")
+
+    assert status == 1 and doc["verdict"] == "unsafe"
+    assert doc["s0_source"] == "database:default"
+    assert doc["unit"] == [["vault", "0002_checksum"]]
+    assert doc["scratch"]["copied_from"] == "default"
+    assert doc["scratch"]["copy_method"] == "pg_dump | pg_restore"
+    [step] = doc["steps"]  # S0 is not replayed: the copy has it
+    assert step["migration"] == "0002_checksum" and step["status"] == "failed"
+    assert step["error"]["sqlstate"] == "23505"
+    assert step["seeded_rows"] == 0  # the three real rows broke it, none synthetic
+    [d201] = [f for f in doc["findings"] if f["rule"] == "D201"]
+    assert d201["confirmed"] is True
+    assert doc["timings_s"]["copy_s"] > 0
+    assert _pg_contents(source) == before
+
+
+def test_real_rows_decide_and_rows_adds_synthetic_ones(
+    tmp_path: Path, source: dict[str, Any]
+) -> None:
+    project = _project(tmp_path, source)
+    _deployed(project, tokens=1)  # one row: one '' is no duplicate
+
+    status, doc = _rehearse(project, "--from-database", "default", "--no-traffic")
+    [step] = doc["steps"]
+    assert step["status"] == "applied" and step["seeded_rows"] == 0
+
+    status, doc = _rehearse(project, "--from-database", "default", "--rows", "5", "--no-traffic")
+    [step] = doc["steps"]
+    assert step["status"] == "failed" and step["seeded_rows"] >= 4  # every table topped up
+    assert status == 1
+
+
+def test_template_copy_and_url_source(tmp_path: Path, source: dict[str, Any]) -> None:
+    # The project's own database is elsewhere: the source is named by its URL.
+    elsewhere = {**source, "NAME": "rollout_never_created"}
+    project = _project(tmp_path, source)
+    _deployed(project, tokens=2)
+    before = _pg_contents(source)
+    _project(tmp_path, elsewhere)
+
+    status, doc = _rehearse(project, "--from-database", pg_url(source), "--template")
+    assert doc["scratch"]["copy_method"] == "CREATE DATABASE ... TEMPLATE"
+    assert doc["s0_source"] == f"database:{pg_url(source)}"
+    [step] = doc["steps"]
+    assert step["status"] == "failed" and step["error"]["sqlstate"] == "23505"
+
+    status, doc = _rehearse(project, "--from-database", pg_url(source))
+    assert doc["scratch"]["copy_method"] == "pg_dump | pg_restore"
+    assert doc["steps"][0]["status"] == "failed"
+    assert _pg_contents(source) == before
+
+
+def test_sqlite_source_is_copied_by_backup_and_left_byte_equal(tmp_path: Path) -> None:
+    db_file = tmp_path / "prod.sqlite3"
+    project = _project(tmp_path, {"ENGINE": "django.db.backends.sqlite3", "NAME": str(db_file)})
+    _deployed(project, tokens=3)
+    digest = hashlib.sha256(db_file.read_bytes()).hexdigest()
+
+    status, doc = _rehearse(project, "--from-database", "default")
+
+    assert doc["scratch"]["vendor"] == "sqlite"
+    assert doc["scratch"]["copy_method"] == "sqlite backup"
+    assert not Path(doc["scratch"]["name"]).exists()
+    [step] = doc["steps"]
+    assert step["status"] == "failed" and "UNIQUE" in step["error"]["message"]
+    assert hashlib.sha256(db_file.read_bytes()).hexdigest() == digest
+
+
+def test_template_refused_while_the_source_has_sessions(
+    tmp_path: Path, source: dict[str, Any]
+) -> None:
+    project = _project(tmp_path, source)
+    _deployed(project, tokens=2)
+    before = _scratch_names()
+    with psycopg.connect(dbname=source["NAME"], **PG):  # the application, still connected
+        result = project.run(
+            "--settings", project.settings, "rehearse", "--from-database", "default", "--template"
+        )
+    assert result.status == 2
+    [line] = result.stderr.strip().splitlines()
+    assert "TEMPLATE" in line and "being accessed by other users" in line
+    assert _scratch_names() <= before
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--from-database", "postgresql://postgres@127.0.0.1:1/x"], "cannot connect"),
+        (["--from-database", "nope"], "no such database alias"),
+        (["--from-database", "default", "--since", "HEAD"], "--from-database is S0 itself"),
+        (["--template"], "--template copies the database of --from-database"),
+        (["--from-database", "mysql://u@h/x"], "unsupported database URL scheme"),
+    ],
+)
+def test_bad_sources_are_one_line_and_exit_2(
+    tmp_path: Path, source: dict[str, Any], args: list[str], message: str
+) -> None:
+    project = _project(tmp_path, source)
+    before = _scratch_names()
+    result = project.run("--settings", project.settings, "rehearse", *args)
+    assert result.status == 2, result.stderr
+    [line] = result.stderr.strip().splitlines()
+    assert message in line
+    assert _scratch_names() <= before
+
+
+def test_a_database_that_is_not_a_django_database_is_refused(
+    tmp_path: Path, source: dict[str, Any]
+) -> None:
+    project = _project(tmp_path, source)  # the source is empty: never migrated
+    before = _scratch_names()
+    for target in ("default", pg_url(source)):
+        result = project.run("--settings", project.settings, "rehearse", "--from-database", target)
+        assert result.status == 2, result.stderr
+        [line] = result.stderr.strip().splitlines()
+        assert "not a Django database" in line
+    assert _scratch_names() <= before
