@@ -620,6 +620,9 @@ class RehearseOptions:
     source: str | None = None
     # Copy it with CREATE DATABASE ... TEMPLATE on its own server instead of pg_dump.
     template: bool = False
+    # For a PostgreSQL production with no PostgreSQL server configured, start a local
+    # cluster; False: rehearse on SQLite (whose verdict is never "safe" for it).
+    cluster: bool = True
 
 
 def rehearse(options: RehearseOptions, progress: Any = None) -> Report:
@@ -649,6 +652,7 @@ def rehearse(options: RehearseOptions, progress: Any = None) -> Report:
 
     config, deployed, graph = _prepare(options.check)
     static = _judge(options.check, None, config, deployed, graph)
+    production = _vendor_of(_settings(), options.check.vendor, config)
     baseline = _baseline(graph, config)
     if deployed.each_on_its_own:
         done: list[Migration] = []
@@ -672,6 +676,7 @@ def rehearse(options: RehearseOptions, progress: Any = None) -> Report:
             traffic=options.traffic,
             adversarial=options.adversarial,
             copy=copy,
+            postgresql=options.cluster and production == "postgresql",
         ),
         each_on_its_own=deployed.each_on_its_own,
         progress=progress,
@@ -680,7 +685,6 @@ def rehearse(options: RehearseOptions, progress: Any = None) -> Report:
 
     places: dict[MigrationKey, tuple[str | None, str | None]] = {}
     findings = [_locate(f, graph, places) for f in confirm(static.findings, rehearsal)]
-    production = _vendor_of(_settings(), options.check.vendor, config)
     return Report(
         command="rehearse",
         s0_source=deployed.source,
@@ -695,6 +699,8 @@ def rehearse(options: RehearseOptions, progress: Any = None) -> Report:
             "scratch": {
                 "vendor": rehearsal.vendor,
                 "name": rehearsal.scratch,
+                "server": rehearsal.server,
+                "left_running": rehearsal.left_running,
                 "copied_from": None if copy is None else copy.label,
                 "copy_method": None if copy is None else copy.method,
             },

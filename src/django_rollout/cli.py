@@ -165,6 +165,12 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     )
     rehearse.add_argument("--keep", action="store_true", help="keep the scratch database")
     rehearse.add_argument(
+        "--no-cluster",
+        action="store_true",
+        help="for a PostgreSQL production with no PostgreSQL server configured, rehearse on"
+        " SQLite instead of starting an ephemeral local cluster (never a 'safe' verdict)",
+    )
+    rehearse.add_argument(
         "--no-traffic", action="store_true", help="no traffic: only run the migrations"
     )
     rehearse.add_argument(
@@ -323,6 +329,7 @@ def _run_rehearse(args: argparse.Namespace, capture: Any) -> int:
         adversarial=args.adversarial,
         source=args.source,
         template=args.template,
+        cluster=not args.no_cluster,
     )
     if args.report:
         _check_writable(args.report)  # before minutes of rehearsal, not after

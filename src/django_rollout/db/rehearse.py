@@ -82,6 +82,10 @@ class Rehearsal:
 
     vendor: str
     scratch: str
+    # The alias whose server held the scratch database, or the cluster started for it.
+    server: str = "default"
+    # --keep on an ephemeral cluster: the shell line that stops and removes it.
+    left_running: str | None = None
     steps: list[Step] = field(default_factory=list)
     traffic_errors: list[Observed] = field(default_factory=list)
     traffic: dict[str, dict[str, int]] = field(default_factory=dict)
@@ -105,6 +109,8 @@ class RehearseSettings:
     adversarial: bool = False
     # A real database to start from: S0 is already applied there, with its rows.
     copy: Source | None = None
+    # Production runs PostgreSQL: with no such server configured, start a local cluster.
+    postgresql: bool = False
 
 
 def rehearse(
@@ -124,8 +130,15 @@ def rehearse(
     began = time.perf_counter()
     if settings.copy is not None:
         say(f"copying {settings.copy.label} ({settings.copy.method})")
-    with scratch_database(settings.alias, keep=settings.keep, copy=settings.copy) as scratch:
-        result = Rehearsal(vendor=scratch.vendor, scratch=scratch.name)
+    with scratch_database(
+        settings.alias, keep=settings.keep, copy=settings.copy, postgresql=settings.postgresql
+    ) as scratch:
+        result = Rehearsal(
+            vendor=scratch.vendor,
+            scratch=scratch.name,
+            server=scratch.server,
+            left_running=scratch.left_running,
+        )
         if settings.copy is not None:
             result.timings["copy_s"] = time.perf_counter() - began
         try:

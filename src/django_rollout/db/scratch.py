@@ -17,16 +17,14 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
-import signal
 import tempfile
-import threading
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass
-from types import FrameType
+from dataclasses import dataclass, replace
 from typing import Any
 
+from django_rollout.db.cluster import ephemeral_cluster, find_binaries, terminate_as_interrupt
 from django_rollout.db.copy import Source, check_postgresql, copy_sqlite, dump_and_restore
 from django_rollout.errors import DatabaseUnavailableError, first_line
 
@@ -41,6 +39,10 @@ class Scratch:
     name: str
     vendor: str
     keep: bool = False
+    # The alias whose server holds it, or what was started for it.
+    server: str = "default"
+    # Kept on an ephemeral cluster: the shell line that stops and removes that cluster.
+    left_running: str | None = None
 
 
 def scratch_name(prefix: str = PREFIX) -> str:
@@ -50,7 +52,11 @@ def scratch_name(prefix: str = PREFIX) -> str:
 
 @contextmanager
 def scratch_database(
-    source: str = "default", *, keep: bool = False, copy: Source | None = None
+    source: str = "default",
+    *,
+    keep: bool = False,
+    copy: Source | None = None,
+    postgresql: bool = False,
 ) -> Iterator[Scratch]:
     """Create a scratch database next to the database of alias ``source``; drop it after.
 
@@ -58,7 +64,51 @@ def scratch_database(
     ``django_rollout.db.copy``): SQLite always into a temporary file; PostgreSQL with
     ``pg_dump | pg_restore`` onto the server of ``source``, or as a TEMPLATE copy on the
     copied database's own server.
+
+    When PostgreSQL is wanted (``postgresql``, or a PostgreSQL ``copy``) and ``source`` is
+    no PostgreSQL server, an ephemeral local cluster is started for the scratch database
+    (``django_rollout.db.cluster``) and removed with it. Without the server binaries, a
+    PostgreSQL copy is refused, and otherwise the scratch database is SQLite.
     """
+    from django.db import connections
+    from django.utils.connection import ConnectionDoesNotExist
+
+    try:
+        vendor = connections[source].vendor
+    except ConnectionDoesNotExist:
+        raise DatabaseUnavailableError(f"no database alias {source!r} in settings") from None
+    copies_postgresql = copy is not None and copy.vendor == "postgresql" and not copy.template
+    wanted = (postgresql and copy is None) or copies_postgresql
+    binaries = find_binaries() if wanted and vendor != "postgresql" else None
+    if binaries is None:
+        if wanted and copies_postgresql and vendor != "postgresql":
+            assert copy is not None
+            raise DatabaseUnavailableError(
+                f"--from-database {copy.label} is PostgreSQL: the copy needs a PostgreSQL"
+                f" server, {source!r} is {vendor} and no server binaries (initdb, pg_ctl) are"
+                " installed to start one (name a server with --scratch ALIAS)"
+            )
+        with _scratch_on(source, {source}, keep, copy) as scratch:
+            yield scratch
+        return
+    with ephemeral_cluster(keep=keep, binaries=binaries) as cluster:
+        server = f"{PREFIX}_cluster_{os.getpid()}"
+        connections.settings[server] = _completed(cluster.settings())
+        try:
+            with _scratch_on(server, {source}, keep, copy) as scratch:
+                yield replace(
+                    scratch,
+                    server=f"an ephemeral PostgreSQL {cluster.version} cluster",
+                    left_running=cluster.stop_command() if keep else None,
+                )
+        finally:
+            _forget(server)
+
+
+@contextmanager
+def _scratch_on(source: str, also: set[str], keep: bool, copy: Source | None) -> Iterator[Scratch]:
+    """Create the scratch database on the server of alias ``source``; lead the aliases of
+    ``also``, ``source`` and ``default`` to it while it lives; drop it after."""
     from django.db import DEFAULT_DB_ALIAS, connections
     from django.utils.connection import ConnectionDoesNotExist
 
@@ -79,11 +129,6 @@ def scratch_database(
         server = f"{name}_source"
         connections.settings[server] = _completed(copy.settings)
         settings, vendor = dict(connections.settings[server]), "postgresql"
-    elif copy is not None and vendor != "postgresql":
-        raise DatabaseUnavailableError(
-            f"--from-database {copy.label} is PostgreSQL: the scratch copy needs a PostgreSQL"
-            f" server, and {source!r} is {vendor} (name one with --scratch ALIAS)"
-        )
     try:
         if vendor == "postgresql":
             _create_postgresql(server, name, copy)
@@ -101,15 +146,16 @@ def scratch_database(
         raise
     settings.setdefault("TEST", {})
     connections.settings[alias] = settings
-    scratch = Scratch(alias=alias, name=settings["NAME"], vendor=vendor, keep=keep)
-    redirected = {a: connections.settings[a] for a in {source, DEFAULT_DB_ALIAS}}
+    where = copy.label if copy is not None and copy.template else source
+    scratch = Scratch(alias=alias, name=settings["NAME"], vendor=vendor, keep=keep, server=where)
+    redirected = {a: connections.settings[a] for a in {source, DEFAULT_DB_ALIAS, *also}}
     if copy is not None and copy.target in connections.settings:
         redirected[copy.target] = connections.settings[copy.target]
     try:
         for other in redirected:
             _forget(other, keep_settings=True)
             connections.settings[other] = dict(settings)
-        with _terminate_as_interrupt():
+        with terminate_as_interrupt():
             if copy is not None and vendor == "postgresql" and not copy.template:
                 dump_and_restore(copy, settings)
             elif copy is not None and vendor == "sqlite":
@@ -227,21 +273,3 @@ def _drop_postgresql(source: str, name: str) -> None:
                 [name],
             )
             cursor.execute(f'DROP DATABASE IF EXISTS "{name}"')
-
-
-@contextmanager
-def _terminate_as_interrupt() -> Iterator[None]:
-    """Turn SIGTERM into KeyboardInterrupt while the scratch database lives, so that a
-    killed run unwinds and drops it (main thread only: signals are delivered there)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def interrupt(signum: int, frame: FrameType | None) -> Any:
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)

@@ -89,8 +89,12 @@ def _rehearsal_summary(console: Console, report: Report) -> None:
     confirmed = sum(1 for f in report.findings if f.confirmed)
     waits = sum(st.get("traffic_wait_ms") or 0 for s in steps for st in s["statements"])
     traffic = extra.get("traffic", {})
+    scratch = extra["scratch"]
+    if scratch.get("copied_from"):
+        console.print(f"copied {scratch['copied_from']} ({scratch['copy_method']})")
     console.print(
-        f"rehearsed {len(steps)} migration(s) on {extra['scratch']['vendor']}:"
+        f"rehearsed {len(steps)} migration(s) on {scratch['vendor']}"
+        f" ({scratch.get('server', 'default')}):"
         f" {confirmed} finding(s) confirmed, traffic waited {waits:.0f} ms,"
         f" traffic actions {traffic.get('actions', {})} errors {traffic.get('errors', {})}"
     )
@@ -99,6 +103,10 @@ def _rehearsal_summary(console: Console, report: Report) -> None:
         console.print(
             Text(f"FAILED {step['app_label']}.{step['migration']}: ", style="bold red")
             + Text(f"[{error.get('sqlstate')}] {error.get('message')}")
+        )
+    if scratch.get("left_running"):
+        console.print(
+            escape(f"kept {scratch['name']}; the cluster runs until: {scratch['left_running']}")
         )
     verdict = extra.get("verdict")
     style = {"safe": "bold green", "unsafe": "bold red"}.get(str(verdict), "bold yellow")
