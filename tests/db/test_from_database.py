@@ -15,6 +15,7 @@ from typing import Any
 import psycopg
 import pytest
 
+from django_rollout.db.cluster import ephemeral_cluster
 from tests._project import PG, Project, migration, pg_url, scratch_database
 
 TOKEN = """\
@@ -216,3 +217,30 @@ def test_a_database_that_is_not_a_django_database_is_refused(
         [line] = result.stderr.strip().splitlines()
         assert "not a Django database" in line
     assert _scratch_names() <= before
+
+
+def test_wrong_password_is_one_line_exit_2_and_never_echoed(
+    tmp_path: Path, source: dict[str, Any]
+) -> None:
+    # A server that checks passwords: a local cluster whose role `app` needs one.
+    with ephemeral_cluster() as cluster:
+        with psycopg.connect(**_libpq(cluster.settings()), autocommit=True) as conn:
+            conn.execute("CREATE ROLE app LOGIN PASSWORD 'right'")
+            conn.execute("CREATE DATABASE appdb OWNER app")
+            (cluster.data_dir / "pg_hba.conf").write_text(
+                "local all app scram-sha-256\nlocal all all trust\n"
+            )
+            conn.execute("SELECT pg_reload_conf()")
+        project = _project(tmp_path, source)
+        before = _scratch_names()
+        url = f"postgresql://app:wrong-secret@/appdb?host={cluster.socket_dir}"
+        result = project.run("--settings", project.settings, "rehearse", "--from-database", url)
+    assert result.status == 2, result.stderr
+    [line] = result.stderr.strip().splitlines()
+    assert 'password authentication failed for user "app"' in line
+    assert "wrong-secret" not in line and "app:***@" in line
+    assert _scratch_names() <= before
+
+
+def _libpq(settings: dict[str, Any]) -> dict[str, Any]:
+    return {"dbname": settings["NAME"], "user": settings["USER"], "host": settings["HOST"]}

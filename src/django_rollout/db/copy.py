@@ -18,7 +18,7 @@ import sqlite3
 import subprocess
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import unquote, urlparse
+from urllib.parse import parse_qs, unquote, urlparse
 
 from django_rollout.errors import DatabaseUnavailableError, DeployedStateError
 
@@ -74,13 +74,15 @@ def _url_settings(url: str) -> dict[str, Any]:
     parsed = urlparse(url)
     scheme = parsed.scheme.split("+")[0]
     if scheme in ("postgres", "postgresql", "pgsql"):
+        # libpq also takes the host (a socket directory, say) and port as query parameters.
+        query = {k: v[-1] for k, v in parse_qs(parsed.query).items()}
         return {
             "ENGINE": "django.db.backends.postgresql",
             "NAME": unquote(parsed.path.lstrip("/")) or "postgres",
             "USER": unquote(parsed.username or ""),
             "PASSWORD": unquote(parsed.password or ""),
-            "HOST": parsed.hostname or "",
-            "PORT": str(parsed.port or ""),
+            "HOST": query.get("host") or unquote(parsed.hostname or ""),
+            "PORT": query.get("port") or str(parsed.port or ""),
         }
     if scheme == "sqlite":
         path = unquote(parsed.path)
