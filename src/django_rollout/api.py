@@ -610,8 +610,10 @@ class RehearseOptions:
 
     check: CheckOptions = field(default_factory=CheckOptions)
     alias: str = "default"
-    # Synthetic rows per table before each step; None: 1000, or 0 on a copied database.
+    # Synthetic rows per table before each step; None: 1000, or 0 on a copied database,
+    # or, with S0's row counts (--database, --applied-from), production's scaled to max_rows.
     rows: int | None = None
+    max_rows: int = 100_000
     keep: bool = False
     trace_locks: bool = True
     traffic: bool = True
@@ -648,9 +650,16 @@ def rehearse(options: RehearseOptions, progress: Any = None) -> Report:
         options = replace(options, check=replace(given, database=options.source))
     elif options.template:
         raise ConfigurationError("--template copies the database of --from-database: name one")
-    rows = options.rows if options.rows is not None else (0 if copy else 1000)
-
     config, deployed, graph = _prepare(options.check)
+    rows: int | dict[str, int] = options.rows if options.rows is not None else 1000
+    scaled = None
+    if copy is not None and options.rows is None:
+        rows = 0  # the copy's own rows
+    elif options.rows is None and deployed.row_counts:
+        from django_rollout.db.seed import scaled_rows
+
+        scaled = scaled_rows(deployed.row_counts, options.max_rows)
+        rows = scaled.rows
     static = _judge(options.check, None, config, deployed, graph)
     production = _vendor_of(_settings(), options.check.vendor, config)
     baseline = _baseline(graph, config)
@@ -708,6 +717,15 @@ def rehearse(options: RehearseOptions, progress: Any = None) -> Report:
             "traffic": rehearsal.traffic,
             "timings_s": {k: round(v, 3) for k, v in rehearsal.timings.items()},
             "unseeded_tables": rehearsal.skipped_models,
+            "rows": (
+                {"per_table": rows}
+                if scaled is None
+                else {
+                    "per_table": "production's, scaled",
+                    "scale": scaled.scale,
+                    "largest_in_production": scaled.largest,
+                }
+            ),
         },
     )
 

@@ -161,7 +161,16 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     rehearse.add_argument(
         "--rows",
         type=int,
-        help="synthetic rows per table before each step (default: 1000; 0 with --from-database)",
+        help="synthetic rows per table before each step (default: 1000; 0 with --from-database;"
+        " with S0's row counts from --database or --applied-from, production's, scaled down)",
+    )
+    rehearse.add_argument(
+        "--max-rows",
+        type=int,
+        default=100_000,
+        metavar="N",
+        help="with S0's row counts: rows for the largest table, the others in proportion"
+        " (default 100000)",
     )
     rehearse.add_argument("--keep", action="store_true", help="keep the scratch database")
     rehearse.add_argument(
@@ -320,10 +329,13 @@ def _run_rehearse(args: argparse.Namespace, capture: Any) -> int:
 
     if args.rows is not None and args.rows < 0:
         raise ConfigurationError("--rows must be 0 or more")
+    if args.max_rows < 1:
+        raise ConfigurationError("--max-rows must be 1 or more")
     options = api.RehearseOptions(
         check=_check_options(args, capture),
         alias=args.scratch,
         rows=args.rows,
+        max_rows=args.max_rows,
         keep=args.keep,
         traffic=not args.no_traffic,
         adversarial=args.adversarial,

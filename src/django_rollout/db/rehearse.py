@@ -22,7 +22,7 @@ non-atomic migration that failed, or one whose tables are unknown, ends the walk
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -102,7 +102,8 @@ class Rehearsal:
 @dataclass(frozen=True)
 class RehearseSettings:
     alias: str = "default"
-    rows: int = 1000
+    # Rows per table before each step: one number, or one per table name.
+    rows: int | Mapping[str, int] = 1000
     keep: bool = False
     trace_locks: bool = True
     traffic: bool = True

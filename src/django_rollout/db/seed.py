@@ -15,7 +15,7 @@ from __future__ import annotations
 import datetime
 import decimal
 import uuid
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from graphlib import CycleError, TopologicalSorter
 from typing import Any
@@ -39,19 +39,44 @@ class _Unfillable(Exception):
     """A required field whose value this module cannot make."""
 
 
-def top_up(apps: Any, alias: str, rows: int) -> SeedResult:
-    """Insert rows into every concrete, managed table of ``apps`` until each holds ``rows``."""
+def top_up(apps: Any, alias: str, rows: int | Mapping[str, int]) -> SeedResult:
+    """Insert rows into every concrete, managed table of ``apps`` until each holds ``rows``
+    (a number per table name: a table it does not name gets none)."""
     result = SeedResult()
     for model in in_dependency_order(_models(apps)):
         table = model._meta.db_table
+        wanted = rows if isinstance(rows, int) else rows.get(table, 0)
         try:
-            inserted = _fill(model, alias, rows)
+            inserted = _fill(model, alias, wanted)
         except _Unfillable as reason:
             result.skipped[table] = str(reason)
             continue
         if inserted:
             result.inserted[table] = inserted
     return result
+
+
+@dataclass(frozen=True)
+class Scaled:
+    """Rows per table in proportion to production's, the largest table at most ``cap``."""
+
+    rows: dict[str, int]
+    scale: float  # seeded rows per production row
+    largest: int  # production's largest table
+
+
+def scaled_rows(counts: Mapping[str, int], cap: int) -> Scaled:
+    """Scale production's row counts down so the largest table gets at most ``cap`` rows.
+
+    Relative sizes are kept, so a table a thousand times bigger than another in production
+    is so in the rehearsal, and a lock's measured time times ``1 / scale`` estimates
+    production's. A table with rows keeps at least two (one row cannot collide with another),
+    an empty one stays empty: a constraint added to it is safe in production too.
+    """
+    largest = max(counts.values(), default=0)
+    scale = 1.0 if largest <= cap else cap / largest
+    rows = {table: max(round(count * scale), min(count, 2)) for table, count in counts.items()}
+    return Scaled(rows=rows, scale=scale, largest=largest)
 
 
 def _models(apps: Any) -> list[type[models.Model]]:
