@@ -4,8 +4,13 @@ from django.db import migrations
 
 
 class Migration(migrations.Migration):
-    # VALIDATE scans billing_payment under SHARE UPDATE EXCLUSIVE (reads and writes go on) and
-    # only takes ROW SHARE on customers_customer.
+    # While 0005's column had no constraint, the old release (which does not know
+    # Payment.customer) could delete customers that new payments pointed at, leaving dangling
+    # ids; since 0007 the database refuses that. Null them first, or VALIDATE fails on them.
+    # Non-atomic: the UPDATE commits on its own (row locks on the dangling rows only), and
+    # VALIDATE scans billing_payment under SHARE UPDATE EXCLUSIVE (reads and writes go on),
+    # taking only ROW SHARE on customers_customer.
+    atomic = False
 
     dependencies = [
         ("billing", "0007_payment_customer_fk_not_valid"),
@@ -13,7 +18,12 @@ class Migration(migrations.Migration):
 
     operations = [
         migrations.RunSQL(
-            sql='ALTER TABLE "billing_payment" VALIDATE CONSTRAINT "billing_payment_customer_id_fk"',
+            sql=[
+                'UPDATE "billing_payment" SET "customer_id" = NULL'
+                ' WHERE "customer_id" IS NOT NULL AND NOT EXISTS (SELECT 1 FROM'
+                ' "customers_customer" c WHERE c."id" = "billing_payment"."customer_id")',
+                'ALTER TABLE "billing_payment" VALIDATE CONSTRAINT "billing_payment_customer_id_fk"',
+            ],
             reverse_sql=migrations.RunSQL.noop,
         ),
     ]
