@@ -617,6 +617,8 @@ class RehearseOptions:
     keep: bool = False
     trace_locks: bool = True
     traffic: bool = True
+    # Also start the real application in a new process between migrations.
+    interleaved: bool = False
     adversarial: bool = False
     # A database (alias or URL) to copy and rehearse on: S0 is what it has applied.
     source: str | None = None
@@ -650,6 +652,10 @@ def rehearse(options: RehearseOptions, progress: Any = None) -> Report:
         options = replace(options, check=replace(given, database=options.source))
     elif options.template:
         raise ConfigurationError("--template copies the database of --from-database: name one")
+    if options.interleaved:
+        from django_rollout.db.interleave import settings_module
+
+        settings_module()  # refuse settings configured in code before anything runs
     config, deployed, graph = _prepare(options.check)
     rows: int | dict[str, int] = options.rows if options.rows is not None else 1000
     scaled = None
@@ -683,6 +689,7 @@ def rehearse(options: RehearseOptions, progress: Any = None) -> Report:
             keep=options.keep,
             trace_locks=options.trace_locks,
             traffic=options.traffic,
+            interleaved=options.interleaved,
             adversarial=options.adversarial,
             copy=copy,
             postgresql=options.cluster and production == "postgresql",

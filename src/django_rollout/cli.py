@@ -180,7 +180,20 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
         " SQLite instead of starting an ephemeral local cluster (never a 'safe' verdict)",
     )
     rehearse.add_argument(
-        "--no-traffic", action="store_true", help="no traffic: only run the migrations"
+        "--traffic",
+        choices=("background", "interleaved", "none"),
+        default="background",
+        help="background (default): old and new code read and write around each migration;"
+        " interleaved: also start the real application (django.setup() in a new process, then"
+        " new-code traffic) between migrations, as servers that run migrate on start do;"
+        " none: only run the migrations",
+    )
+    rehearse.add_argument(
+        "--no-traffic",
+        action="store_const",
+        dest="traffic",
+        const="none",
+        help="the same as --traffic none",
     )
     rehearse.add_argument(
         "--adversarial",
@@ -337,7 +350,8 @@ def _run_rehearse(args: argparse.Namespace, capture: Any) -> int:
         rows=args.rows,
         max_rows=args.max_rows,
         keep=args.keep,
-        traffic=not args.no_traffic,
+        traffic=args.traffic != "none",
+        interleaved=args.traffic == "interleaved",
         adversarial=args.adversarial,
         source=args.source,
         template=args.template,

@@ -29,8 +29,21 @@ def confirm(findings: Iterable[Finding], rehearsal: Rehearsal) -> list[Finding]:
     observed += rehearsal.traffic_errors
     explained: set[int] = set()
     out: list[Finding] = []
+    started = [o for o in observed if o.action == "startup"]
     for finding in findings:
         step = steps.get((finding.app_label or "", finding.migration or ""))
+        if started and _about_startup(finding):
+            # The application, started between migrations, failed as the rule said it would.
+            explained.update(id(o) for o in started)
+            out.append(
+                replace(
+                    finding,
+                    confirmed=True,
+                    observed_error=_describe(started[0]),
+                    code_version="new",
+                )
+            )
+            continue
         if step is None or finding.rule is None:
             # Not rehearsed (after a failure, or about the project): not confirmed.
             out.append(replace(finding, confirmed=False))
@@ -68,6 +81,12 @@ def confirm(findings: Iterable[Finding], rehearsal: Rehearsal) -> list[Finding]:
             groups.setdefault(key, []).append(o)
     out.extend(_unexplained(group) for group in groups.values())
     return out
+
+
+def _about_startup(finding: Finding) -> bool:
+    """Return True for a finding of a rule about what the application does as it starts."""
+    rule = rule_by_id(finding.rule or "")
+    return rule is not None and rule.family() == "runtime"
 
 
 def _matching_errors(finding: Finding, step: Step, observed: Sequence[Observed]) -> list[Observed]:
@@ -127,12 +146,19 @@ def _unexplained(group: Sequence[Observed]) -> Finding:
         "old": "the release still serving (old code)",
         "new": "the release being deployed (new code)",
     }[found.code_version]
+    severity = Severity.ERROR
+    if found.during == "interleaved":
+        who += f", started before `{found.migration}` ran,"
+        if found.action != "startup":
+            # Requests fail until the migrations are done; a server that cannot start at all
+            # stays an error.
+            severity = Severity.WARNING
     where = f" on `{found.table}`" if found.table else ""
     action = f" ({', '.join(actions)})" if actions else ""
     return Finding(
         rule=None,
         name="observed-error",
-        severity=Severity.ERROR,
+        severity=severity,
         message=f"{who} fails{where}{action}: {found.message}",
         help="no rule predicted this error: read the statement and the database's message",
         app_label=found.app_label,

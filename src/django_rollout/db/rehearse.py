@@ -107,6 +107,8 @@ class RehearseSettings:
     keep: bool = False
     trace_locks: bool = True
     traffic: bool = True
+    # Start the real application in a new process before each step and after the last.
+    interleaved: bool = False
     adversarial: bool = False
     # A real database to start from: S0 is already applied there, with its rows.
     copy: Source | None = None
@@ -204,6 +206,9 @@ def _walk(
         step.seeded = sum(seeded.inserted.values())
         result.skipped_models.update(seeded.skipped)
 
+        if settings.interleaved:
+            with _timed(timings, "traffic_s"):
+                _start_application(scratch, traffic, migration.app_label, migration.name, result)
         say(f"{migration.app_label}.{migration.name}")
         state = _run_step(
             executor, state, migration, step, traffic, old_models, settings, result, say
@@ -230,10 +235,28 @@ def _walk(
             # A unit's rollout; each migration on its own had its own after its step.
             still_old = [] if each_on_its_own else old_models or []
             _rollout(traffic, still_old, _real_models(state), last, result)
+            if settings.interleaved:  # every migration has run: the application must start
+                _start_application(scratch, traffic, last.app_label, last.migration, result)
     result.traffic = {
         "actions": dict(traffic.counters.actions),
         "errors": dict(traffic.counters.errors),
     }
+
+
+def _start_application(
+    scratch: Scratch, traffic: Traffic, app_label: str, migration: str, result: Rehearsal
+) -> None:
+    """Start the project's application on the scratch database (see ``db.interleave``)."""
+    from django.db import connections
+
+    from django_rollout.db.interleave import start_application
+
+    database = dict(connections.settings[scratch.alias])
+    connections[scratch.alias].close()  # SQLite: the child process writes to the file too
+    found, counters = start_application(database, app_label, migration, traffic.reserve())
+    traffic.counters.merge(counters)
+    for observed in found:
+        _keep(result.traffic_errors, observed)
 
 
 def _run_step(

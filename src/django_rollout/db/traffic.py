@@ -52,6 +52,8 @@ class Observed:
     table: str | None = None
     column: str | None = None
     constraint: str | None = None
+    # "interleaved": the application, started before ``migration`` ran, hit it.
+    during: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
@@ -139,11 +141,11 @@ class Counters:
 class Traffic:
     """Traffic of one or more code versions on the scratch database of ``alias``."""
 
-    def __init__(self, alias: str) -> None:
+    def __init__(self, alias: str, first_row: int = FIRST_ROW) -> None:
         self.alias = alias
         self.counters = Counters()
         self._lock = threading.Lock()
-        self._n = FIRST_ROW
+        self._n = first_row
         # Rows that rows kept by new code point at: (table, column) -> values. Old code
         # deletes them in its next round (``round(..., keep=True)`` fills it).
         self.referenced: dict[tuple[str, str], set[Any]] = {}
@@ -157,6 +159,13 @@ class Traffic:
         with self._lock:
             self._n += 1
             return self._n
+
+    def reserve(self) -> int:
+        """Set aside a block of row numbers for another process's traffic; return its first."""
+        with self._lock:
+            first = self._n
+            self._n += ROWS_PER_BACKGROUND
+            return first
 
     def round(
         self,
@@ -430,9 +439,7 @@ class Traffic:
         pid_read, pid_write = os.pipe()
         out_read, out_write = os.pipe()
         stop_read, stop_write = os.pipe()
-        first = self._n
-        with self._lock:
-            self._n += ROWS_PER_BACKGROUND  # the child numbers its rows in a block of its own
+        first = self.reserve()  # the child numbers its rows in a block of its own
         child = os.fork()
         if child == 0:  # pragma: no cover - runs in the child; its effects are asserted
             status = 0
