@@ -101,3 +101,37 @@ def test_interleaving_needs_a_settings_module(tmp_path: Path) -> None:
 
     with pytest.raises(ConfigurationError, match="needs a settings module"):
         api.rehearse(api.RehearseOptions(interleaved=True))
+
+
+OTHER = """\
+migrations.CreateModel("Other", [("id", models.BigAutoField(primary_key=True))]),
+"""
+
+
+def test_requests_failing_until_a_migration_ran_are_one_warning_at_that_migration(
+    tmp_path: Path,
+) -> None:
+    project = _project(tmp_path)
+    project.app(
+        "conf",
+        {
+            "0001_initial": migration(SETTING),
+            "0002_other": migration(OTHER, '[("conf", "0001_initial")]'),
+            "0003_scope": migration(SCOPE, '[("conf", "0002_other")]'),
+        },
+        models=MODELS + "\n\nclass Other(models.Model):\n    pass\n",
+    )
+    (tmp_path / "conf/migrations/0002_scope.py").unlink()
+    project.write(
+        "conf/apps.py",
+        "from django.apps import AppConfig\n\n\nclass ConfConfig(AppConfig):\n    name = 'conf'\n",
+    )
+
+    status, doc = _rehearse(project, "--traffic", "interleaved")
+
+    unexplained = [f for f in doc["findings"] if f["rule"] is None]
+    [scope] = unexplained  # started before 0002 and before 0003: the same error, once
+    assert scope["migration"] == "0003_scope" and scope["severity"] == "warning"
+    assert "started before `0003_scope` ran (as at 1 earlier start(s))" in scope["message"]
+    assert scope["observed_error"].startswith("[42703]") and "scope" in scope["observed_error"]
+    assert scope["code_version"] == "new"

@@ -74,12 +74,25 @@ def confirm(findings: Iterable[Finding], rehearsal: Rehearsal) -> list[Finding]:
             )
         else:
             out.append(replace(finding, confirmed=False))
+    # The application started between migrations hits the same missing column before every
+    # migration until the one that adds it: report it once, at that migration, with a count.
+    starts: dict[tuple[object, ...], list[Observed]] = {}
+    for o in observed:
+        if id(o) not in explained and o.during == "interleaved" and o.action != "startup":
+            starts.setdefault((o.sqlstate, o.table, o.column or o.message), []).append(o)
+    latest = {key: seen[-1].migration for key, seen in starts.items()}
+    earlier = {
+        id(o): len({s.migration for s in seen}) - 1 for key, seen in starts.items() for o in seen
+    }
+    superseded = {id(o) for key, seen in starts.items() for o in seen if o.migration != latest[key]}
     groups: dict[tuple[object, ...], list[Observed]] = {}
     for o in observed:
-        if id(o) not in explained:
+        if id(o) not in explained and id(o) not in superseded:
             key = (o.app_label, o.migration, o.code_version, o.sqlstate, o.table)
             groups.setdefault(key, []).append(o)
-    out.extend(_unexplained(group) for group in groups.values())
+    out.extend(
+        _unexplained(group, max(earlier.get(id(o), 0) for o in group)) for group in groups.values()
+    )
     return out
 
 
@@ -137,8 +150,9 @@ def _describe(found: Observed) -> str:
     return f"{code}{found.message}"
 
 
-def _unexplained(group: Sequence[Observed]) -> Finding:
-    """One ``rule: null`` finding per migration, code version, SQLSTATE and table."""
+def _unexplained(group: Sequence[Observed], earlier: int = 0) -> Finding:
+    """One ``rule: null`` finding per migration, code version, SQLSTATE and table;
+    ``earlier``: how many earlier starts of the application hit the same error."""
     found = group[0]
     actions = sorted({o.action for o in group if o.action and o.code_version})
     who = {
@@ -148,7 +162,8 @@ def _unexplained(group: Sequence[Observed]) -> Finding:
     }[found.code_version]
     severity = Severity.ERROR
     if found.during == "interleaved":
-        who += f", started before `{found.migration}` ran,"
+        also = f" (as at {earlier} earlier start(s))" if earlier else ""
+        who += f", started before `{found.migration}` ran{also},"
         if found.action != "startup":
             # Requests fail until the migrations are done; a server that cannot start at all
             # stays an error.
