@@ -334,3 +334,20 @@ def test_rollout_old_code_deleting_what_new_rows_point_at_confirms_c109(
     assert c109["confirmed"] is True and c109["code_version"] == "old"
     assert "[23503]" in c109["observed_error"]
     assert not [f for f in doc["findings"] if f["rule"] is None]
+
+
+def test_data_migration_through_the_default_alias_sees_its_own_transaction(
+    tmp_path: Path,
+) -> None:
+    # AddField takes ACCESS EXCLUSIVE; the RunPython then writes through Model.objects (the
+    # default alias), as most data migrations do. Under migrate that is one session; a
+    # second session would wait for the first's lock forever.
+    backfill = (
+        'migrations.AddField("token", "uses", models.IntegerField(null=True)),\n'
+        "migrations.RunPython(lambda apps, se: apps.get_model('vault', 'Token')"
+        ".objects.update(uses=1), migrations.RunPython.noop),"
+    )
+    status, doc = _rehearse(_project(tmp_path, backfill), "--no-traffic")
+    [step] = doc["steps"]
+    assert step["status"] == "applied", step["error"]
+    assert any(s["sql"].startswith("UPDATE") for s in step["statements"])

@@ -9,7 +9,8 @@ says where it is.
 While it lives, the source alias and ``default`` lead to it too: a data migration that
 writes through ``Model.objects`` rather than ``schema_editor.connection.alias`` (most do),
 and a model's ``save()`` in new-code traffic, go to the default alias, and must reach the
-scratch database, never the user's own.
+scratch database, never the user's own. In the thread that creates it, those aliases are
+the very same connection (one session, one transaction, as under ``migrate``).
 """
 
 from __future__ import annotations
@@ -155,6 +156,11 @@ def _scratch_on(source: str, also: set[str], keep: bool, copy: Source | None) ->
         for other in redirected:
             _forget(other, keep_settings=True)
             connections.settings[other] = dict(settings)
+            # In this thread they are the scratch connection itself, as ``migrate`` has one
+            # connection: a data migration that writes through ``Model.objects`` must see,
+            # and not wait behind, the locks its own migration's transaction holds. Other
+            # threads (traffic) get sessions of their own from the settings.
+            connections[other] = connections[alias]
         with terminate_as_interrupt():
             if copy is not None and vendor == "postgresql" and not copy.template:
                 dump_and_restore(copy, settings)
