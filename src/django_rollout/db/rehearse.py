@@ -21,6 +21,7 @@ non-atomic migration that failed, or one whose tables are unknown, ends the walk
 
 from __future__ import annotations
 
+import copy
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -362,19 +363,32 @@ def _recover(
     tables &= existing
     if not tables:
         return None
+
     # The state the migration started from (Migration.apply advanced the walked one in
     # place before it failed), rebuilt from what the scratch database has applied.
-    state = ProjectState(real_apps=set(real_apps))
-    for done in applied:
-        for operation in done.operations:
-            operation.state_forwards(done.app_label, state)
+    def before() -> ProjectState:
+        state = ProjectState(real_apps=set(real_apps))
+        for done in applied:
+            for operation in done.operations:
+                operation.state_forwards(done.app_label, state)
+        return state
+
+    how = "applied again, untraced"
     try:
-        _empty(connection, state, sorted(tables))
-        state = executor.apply_migration(state, migration)
-    except Exception:  # broken by something other than its rows: the walk ends here
-        return None
+        _empty(connection, before(), sorted(tables))
+        state = executor.apply_migration(before(), migration)
+    except Exception:
+        # Rows its own data step writes, then a schema change of the same table in one
+        # transaction (M405), fail on an empty table too: each operation on its own then.
+        loose = copy.copy(migration)
+        loose.atomic = False
+        try:
+            state = executor.apply_migration(before(), loose)
+        except Exception:  # broken by something other than its rows: the walk ends here
+            return None
+        how += " with each operation committing on its own"
     step.recovered = (
-        "applied again, untraced, after emptying "
+        f"{how}, after emptying "
         + ", ".join(f"`{t}`" for t in sorted(tables))
         + ": the next migration is its own deploy"
     )
