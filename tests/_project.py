@@ -29,6 +29,22 @@ DATABASES = {{"default": {database}}}
 {extra}
 """
 
+# A small table, and django-oauth-toolkit 3.0.0's column on it: unique and blank, so every
+# existing row gets '' and the unique index fails.
+TOKEN = """\
+migrations.CreateModel(
+    "Token",
+    [
+        ("id", models.BigAutoField(primary_key=True)),
+        ("name", models.CharField(max_length=40)),
+    ],
+),
+"""
+UNIQUE_BLANK = (
+    'migrations.AddField("token", "checksum", models.CharField(max_length=64, unique=True,'
+    ' blank=True, default=""))'
+)
+
 HEADER = "from django.db import migrations, models\nimport django.db.models.deletion\n\n"
 
 

@@ -16,22 +16,8 @@ import psycopg
 import pytest
 
 from django_rollout.db.cluster import ephemeral_cluster
-from tests._project import PG, Project, migration, pg_url, scratch_database
+from tests._project import PG, TOKEN, UNIQUE_BLANK, Project, migration, pg_url, scratch_database
 
-TOKEN = """\
-migrations.CreateModel(
-    "Token",
-    [
-        ("id", models.BigAutoField(primary_key=True)),
-        ("name", models.CharField(max_length=40)),
-    ],
-),
-"""
-# django-oauth-toolkit 3.0.0's token_checksum: every existing row gets '' and the index fails.
-UNIQUE_BLANK = (
-    'migrations.AddField("token", "checksum", models.CharField(max_length=64, unique=True,'
-    ' blank=True, default=""))'
-)
 BASELINE = (
     'ROLLOUT = {"start_after": {"contenttypes": "0002_remove_content_type_name",'
     ' "auth": "0012_alter_user_first_name_max_length"}}'
@@ -74,7 +60,7 @@ def _pg_contents(db: dict[str, Any]) -> tuple[list[tuple[Any, ...]], list[tuple[
 
 def _scratch_names() -> set[str]:
     with psycopg.connect(dbname="postgres", autocommit=True, **PG) as conn:
-        rows = conn.execute("SELECT datname FROM pg_database WHERE datname LIKE 'rollout_%'")
+        rows = conn.execute("SELECT datname FROM pg_database WHERE datname LIKE 'rollout_scratch%'")
         return {r[0] for r in rows.fetchall()}
 
 

@@ -16,21 +16,8 @@ from typing import Any
 
 import pytest
 
-from tests._project import Project, migration, pg_url, scratch_database
+from tests._project import TOKEN, UNIQUE_BLANK, Project, migration, pg_url, scratch_database
 
-TOKEN = """\
-migrations.CreateModel(
-    "Token",
-    [
-        ("id", models.BigAutoField(primary_key=True)),
-        ("name", models.CharField(max_length=40)),
-    ],
-),
-"""
-UNIQUE_BLANK = (
-    'migrations.AddField("token", "checksum", models.CharField(max_length=64, unique=True,'
-    ' blank=True, default=""))'
-)
 BASELINE = (
     'ROLLOUT = {"start_after": {"contenttypes": "0002_remove_content_type_name",'
     ' "auth": "0012_alter_user_first_name_max_length", "vault": "0001_initial"}}'

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlparse
 
+from django_rollout.db.state import safe_url
 from django_rollout.errors import DatabaseUnavailableError, DeployedStateError
 
 # Tables that mark a Django database; a source without it is refused before anything is made.
@@ -47,7 +48,7 @@ def resolve(target: str, *, template: bool = False) -> Source:
     """Return the source that ``target`` (an alias or a URL) names, without connecting."""
     if "://" in target:
         settings = _url_settings(target)
-        label = _safe(target)
+        label = safe_url(target)
         vendor = "sqlite" if settings["ENGINE"].endswith("sqlite3") else "postgresql"
     else:
         from django.db import connections
@@ -89,14 +90,7 @@ def _url_settings(url: str) -> dict[str, Any]:
         if parsed.netloc:  # sqlite://relative/path
             path = parsed.netloc + path
         return {"ENGINE": "django.db.backends.sqlite3", "NAME": path}
-    raise DeployedStateError(f"unsupported database URL scheme {scheme!r} in {_safe(url)}")
-
-
-def _safe(url: str) -> str:
-    parsed = urlparse(url)
-    if parsed.password:
-        return url.replace(f":{parsed.password}@", ":***@")
-    return url
+    raise DeployedStateError(f"unsupported database URL scheme {scheme!r} in {safe_url(url)}")
 
 
 def check_sqlite(source: Source) -> None:

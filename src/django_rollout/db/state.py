@@ -38,7 +38,7 @@ def _url_cursor(url: str) -> Iterator[tuple[str, _Cursor, dict[str, Any]]]:
             conn = psycopg.connect(url.replace("pgsql://", "postgresql://"), connect_timeout=10)
         except psycopg.Error as exc:
             first = first_line(exc)
-            raise DatabaseUnavailableError(f"cannot connect to {_safe(url)}: {first}") from None
+            raise DatabaseUnavailableError(f"cannot connect to {safe_url(url)}: {first}") from None
         try:
             with conn.cursor() as cursor:
                 server = {"vendor": "postgresql", "version": _pg_version(conn.info.server_version)}
@@ -58,10 +58,11 @@ def _url_cursor(url: str) -> Iterator[tuple[str, _Cursor, dict[str, Any]]]:
         finally:
             lite.close()
     else:
-        raise DeployedStateError(f"unsupported database URL scheme {scheme!r} in {_safe(url)}")
+        raise DeployedStateError(f"unsupported database URL scheme {scheme!r} in {safe_url(url)}")
 
 
-def _safe(url: str) -> str:
+def safe_url(url: str) -> str:
+    """Return ``url`` with its password, if any, masked."""
     parsed = urlparse(url)
     if parsed.password:
         return url.replace(f":{parsed.password}@", ":***@")
@@ -105,7 +106,7 @@ def _applied(vendor: str, cursor: _Cursor, target: str) -> list[MigrationKey]:
         cursor.execute("SELECT app, name FROM django_migrations")
     except Exception as exc:  # any driver's "relation does not exist"
         raise DeployedStateError(
-            f"{_safe(target)} has no django_migrations table: it is not a Django database"
+            f"{safe_url(target)} has no django_migrations table: it is not a Django database"
             f" ({type(exc).__name__})"
         ) from None
     return [(str(app), str(name)) for app, name in cursor.fetchall()]
@@ -143,7 +144,7 @@ def read_deployed(target: str) -> Deployed:
         applied = _applied(vendor, cursor, target)
         counts = _row_counts(vendor, cursor)
     return Deployed(
-        source=f"database:{_safe(target)}",
+        source=f"database:{safe_url(target)}",
         applied=frozenset(applied),
         row_counts=counts,
         server=server,
