@@ -16,22 +16,8 @@ from typing import Any
 
 import pytest
 
-from tests._project import PG, Project, Result, migration
+from tests._project import PG, TOKEN, UNIQUE_BLANK, Project, Result, migration
 
-TOKEN = """\
-migrations.CreateModel(
-    "Token",
-    [
-        ("id", models.BigAutoField(primary_key=True)),
-        ("name", models.CharField(max_length=40)),
-    ],
-),
-"""
-# django-oauth-toolkit 3.0.0: every existing row gets '' and the unique index fails (D201).
-UNIQUE_BLANK = (
-    'migrations.AddField("token", "checksum", models.CharField(max_length=64,'
-    ' unique=True, blank=True, default=""))'
-)
 NULLABLE = 'migrations.AddField("token", "uses", models.IntegerField(null=True))'
 
 SAFE_TEST = """\

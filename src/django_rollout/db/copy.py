@@ -23,7 +23,8 @@ from urllib.parse import parse_qs, unquote, urlparse
 from django_rollout.db.state import safe_url
 from django_rollout.errors import DatabaseUnavailableError, DeployedStateError
 
-# Tables that mark a Django database; a source without it is refused before anything is made.
+# The table that marks a Django database; a source without it is refused before anything
+# is made.
 RECORDER_TABLE = "django_migrations"
 
 
@@ -93,7 +94,7 @@ def _url_settings(url: str) -> dict[str, Any]:
     raise DeployedStateError(f"unsupported database URL scheme {scheme!r} in {safe_url(url)}")
 
 
-def check_sqlite(source: Source) -> None:
+def _check_sqlite(source: Source) -> None:
     """Refuse a SQLite source that is missing or holds no ``django_migrations``."""
     path = str(source.settings["NAME"])
     if not os.path.isfile(path):
@@ -111,7 +112,7 @@ def check_sqlite(source: Source) -> None:
 
 def copy_sqlite(source: Source, destination: str) -> None:
     """Copy the SQLite file of ``source`` to ``destination`` with SQLite's online backup."""
-    check_sqlite(source)
+    _check_sqlite(source)
     reader = sqlite3.connect(f"file:{source.settings['NAME']}?mode=ro", uri=True)
     try:
         writer = sqlite3.connect(destination)

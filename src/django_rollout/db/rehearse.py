@@ -33,14 +33,13 @@ from django.db.migrations.migration import Migration
 from django.db.migrations.state import ProjectState
 
 from django_rollout.db.adversary import Attack, Planted, attacks, plant, withdraw
-from django_rollout.db.copy import Source
+from django_rollout.db.copy import RECORDER_TABLE, Source
 from django_rollout.db.locks import Probe, Statement, Tracer
 from django_rollout.db.scratch import Scratch, scratch_database
 from django_rollout.db.seed import in_dependency_order, top_up
 from django_rollout.db.traffic import Observed, Traffic, backend_pid, observe, relations
 
 Progress = Callable[[str], None]
-RECORDER_TABLE = "django_migrations"
 # Row numbers of the adversary's rows: beyond the seeded ones, before traffic's.
 ADVERSARY_ROW = 5_000_000
 
