@@ -18,7 +18,7 @@ from django.db.migrations import RunPython
 from django.db.migrations.migration import Migration
 
 from django_rollout.conf import Config, Suppression, load_config
-from django_rollout.errors import ConfigurationError, DeployedStateError
+from django_rollout.errors import ConfigurationError, DeployedStateError, MigrationLoadError
 from django_rollout.findings import Finding, Location, Severity
 from django_rollout.graph import deployed as s0
 from django_rollout.graph.context import ProjectContext, StartupQuery, startup_tables
@@ -741,3 +741,112 @@ def _settings() -> Any:
     from django.conf import settings
 
     return settings
+
+
+@dataclass(frozen=True)
+class DoctorOptions:
+    """Which database to examine, and what to do about it. Mirrors ``doctor``'s flags."""
+
+    database: str = "default"
+    # Only compare the records with the code (no schema read): is the code older?
+    code_age: bool = False
+    # Carry the repair out (the face asks first on a terminal), backing rows up to a file.
+    apply: bool = False
+    backup: str | None = None
+    fail_on: Severity | None = None
+    app_label: str | None = None
+
+
+def doctor(options: DoctorOptions | None = None) -> Report:
+    """Compare ``django_migrations`` with the real schema and the code; return the repair.
+
+    With ``apply``, carry the repair out and return the diagnosis made afterwards, with
+    ``extra["applied"]`` saying what was done and where the backup is.
+    """
+    import time
+
+    from django_rollout.db import history as h
+    from django_rollout.db.repair import apply as apply_repair
+    from django_rollout.db.repair import default_backup_path
+    from django_rollout.graph.offline import shared_offline_connection
+
+    options = options or DoctorOptions()
+    began = time.perf_counter()
+    config = load_config(_settings())
+    database = h.read(options.database, schema=not options.code_age)
+    read_s = time.perf_counter() - began
+    try:
+        graph = h.load_for(database)
+    except MigrationLoadError:
+        # A squash whose replaced files are gone while it is partly applied: Django cannot
+        # build that graph; judge the squash itself, and H504 says why.
+        graph = load_graph(())
+    if options.app_label and options.app_label not in graph.loader.migrated_apps:
+        raise ConfigurationError(f"unknown app label {options.app_label!r}: it has no migrations")
+    fail_on = options.fail_on or config.fail_on
+    server = database.server
+    version = _parse_version(server.get("version"))
+    if options.code_age:
+        findings = h.code_age(database, graph)
+        return _doctor_report(options, database, findings, fail_on, version, {"code_age": True})
+    if options.apply and "://" in options.database:
+        raise ConfigurationError("--apply needs a database alias from settings, not a URL")
+    offline = shared_offline_connection(
+        database.vendor, version if database.vendor == "postgresql" else ()
+    )
+    diagnosis = h.diagnose(database, graph, offline)
+    extra: dict[str, Any] = {}
+    if options.apply and diagnosis.repair:
+        backup = options.backup or default_backup_path()
+        done = apply_repair(options.database, diagnosis.repair, backup)
+        extra["applied"] = {**done.to_dict(), "repair": [r.to_dict() for r in diagnosis.repair]}
+        database = h.read(options.database)
+        graph = h.load_for(database)
+        diagnosis = h.diagnose(database, graph, offline)
+    diagnosis.timings["total_s"] = time.perf_counter() - began
+    diagnosis.timings["read_s"] = read_s
+    assert database.schema is not None
+    extra.update(
+        {
+            "repair": [r.to_dict() for r in diagnosis.repair],
+            "migrations": {
+                "recorded": len(database.recorded),
+                "in_code": len(graph.plan),
+                "pending": [list(k) for k in diagnosis.pending],
+                "unobservable": sum(
+                    1 for j in diagnosis.judgements.values() if j.status == "unobservable"
+                ),
+            },
+            "schema": {"tables": len(database.schema.tables), "queries": database.schema.queries},
+            "timings_s": {k: round(v, 3) for k, v in sorted(diagnosis.timings.items())},
+        }
+    )
+    return _doctor_report(options, database, diagnosis.findings, fail_on, version, extra)
+
+
+def _parse_version(text: object) -> tuple[int, ...]:
+    parts = [int(p) for p in str(text or "").split(".") if p.isdigit()]
+    return tuple(parts[:2]) if parts else DEFAULT_PG_VERSION
+
+
+def _doctor_report(
+    options: DoctorOptions,
+    database: Any,
+    findings: Sequence[Finding],
+    fail_on: Severity,
+    version: tuple[int, ...],
+    extra: dict[str, Any],
+) -> Report:
+    from django_rollout.db.history import describe_target
+
+    shown = [f for f in findings if not options.app_label or f.app_label == options.app_label]
+    return Report(
+        command="doctor",
+        s0_source=describe_target(options.database),
+        unit=tuple(tuple(k) for k in extra.get("migrations", {}).get("pending", [])),
+        findings=tuple(sorted(shown, key=lambda f: f.sort_key)),
+        fail_on=fail_on,
+        vendor=database.vendor,
+        server_version=version,
+        extra=extra,
+    )

@@ -9,3 +9,7 @@ class RolloutConfig(AppConfig):
     name = "django_rollout"
     verbose_name = "django-rollout"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        # Registration only: the check queries nothing until Django runs database checks.
+        from django_rollout import checks  # noqa: F401

@@ -226,6 +226,39 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     snapshot.add_argument("--database", default="default", metavar="ALIAS|URL")
     snapshot.add_argument("--output", "-o", metavar="FILE", help="write to FILE, not stdout")
 
+    doctor = sub.add_parser(
+        "doctor",
+        parents=[common],
+        help="compare django_migrations with the real schema and the code; write the repair",
+        description="Find where the records, the schema and the code disagree, with the"
+        " evidence, and the exact repair. Dry-run unless --apply. Exit 0: nothing at or above"
+        " --fail-on; 1: findings; 2: bad input; with --code-age, 3: the code is older than"
+        " the database.",
+    )
+    doctor.add_argument("app_label", nargs="?", help="report only this app")
+    doctor.add_argument("--database", default="default", metavar="ALIAS|URL")
+    doctor.add_argument("--format", choices=("text", "json", "sarif", "github"), default="text")
+    doctor.add_argument(
+        "--fail-on", choices=("error", "warning", "info"), help="exit 1 at or above (default error)"
+    )
+    doctor.add_argument("--output", "-o", metavar="FILE", help="write the report to FILE")
+    doctor.add_argument(
+        "--code-age",
+        action="store_true",
+        help="only say whether the database has migrations this code lacks (exit 3 if so)",
+    )
+    doctor.add_argument(
+        "--apply",
+        action="store_true",
+        help="carry the repair out: back up django_migrations, change the records, migrate",
+    )
+    doctor.add_argument(
+        "--backup", metavar="FILE", help="where --apply writes the rows (default: a dated file)"
+    )
+    doctor.add_argument(
+        "--no-input", "--noinput", action="store_true", help="do not ask before --apply"
+    )
+
     explain = sub.add_parser(
         "explain",
         parents=[common],
@@ -420,6 +453,57 @@ def _run_snapshot(args: argparse.Namespace) -> int:
     return 0
 
 
+CODE_OLDER = 3
+
+
+def _run_doctor(args: argparse.Namespace) -> int:
+    from django_rollout import api
+
+    options = api.DoctorOptions(
+        database=args.database,
+        code_age=args.code_age,
+        fail_on=Severity.parse(args.fail_on) if args.fail_on else None,
+        app_label=args.app_label,
+        backup=args.backup,
+    )
+    if args.code_age and args.apply:
+        raise ConfigurationError("--code-age only reads: drop --apply")
+    if args.apply and "://" in args.database:
+        raise ConfigurationError("--apply needs a database alias from settings, not a URL")
+    report = api.doctor(options)
+    if args.code_age:
+        _write(report, args)
+        return (
+            CODE_OLDER
+            if any(f.rule == "H503" and f.severity == Severity.ERROR for f in report.findings)
+            else 0
+        )
+    if args.apply and report.extra.get("repair"):
+        if not args.no_input and not _confirm(report, args):
+            _write(report, args)
+            print(f"{PROG}: nothing applied", file=sys.stderr)
+            return report.exit_status
+        from dataclasses import replace
+
+        report = api.doctor(replace(options, apply=True))
+    _write(report, args)
+    return report.exit_status
+
+
+def _confirm(report: Any, args: argparse.Namespace) -> bool:
+    """Show the repair and ask; refuse without a terminal unless --no-input."""
+    if not sys.stdin.isatty():
+        raise ConfigurationError(
+            "--apply asks for confirmation: run it on a terminal or add --no-input"
+        )
+    steps = report.extra["repair"]
+    print(f"{PROG}: the repair of {args.database}:", file=sys.stderr)
+    for n, step in enumerate(steps, 1):
+        print(f"  {n}. {step['command']}", file=sys.stderr)
+    answer = input(f"Apply these {len(steps)} step(s)? [y/N] ")
+    return answer.strip().lower() in ("y", "yes")
+
+
 def _run_explain(args: argparse.Namespace) -> int:
     from django_rollout.rules.registry import all_rules, rule_by_id
 
@@ -488,6 +572,8 @@ def _run(argv: Sequence[str], *, prog: str, django_ready: bool) -> int:
             return _run_snapshot(args)
         if args.command == "rehearse":
             return _run_rehearse(args, capture)
+        if args.command == "doctor":
+            return _run_doctor(args)
         return _run_check(args, capture)
     except RolloutError as exc:
         if traceback_wanted:

@@ -65,6 +65,8 @@ class Finding:
     confirmed: bool | None = None
     observed_error: str | None = None
     code_version: str | None = None
+    # Set by doctor only: the schema objects that show the finding, each a small dict.
+    evidence: tuple[dict[str, Any], ...] | None = None
 
     def with_severity(self, severity: Severity) -> Finding:
         return replace(self, severity=severity)
@@ -98,4 +100,6 @@ class Finding:
             out["confirmed"] = self.confirmed
             out["observed_error"] = self.observed_error
             out["code_version"] = self.code_version
+        if self.evidence is not None:
+            out["evidence"] = list(self.evidence)
         return out

@@ -39,7 +39,10 @@ def render_text(
         highlight=False,
         soft_wrap=True,
     )
-    console.print(f"S0: {escape(report.s0_source)}; judged {len(report.unit)} migration(s)")
+    if report.command == "doctor":
+        console.print(f"{escape(report.s0_source)}: {_doctor_head(report)}")
+    else:
+        console.print(f"S0: {escape(report.s0_source)}; judged {len(report.unit)} migration(s)")
     for group, items in groupby(report.findings, key=_group):
         console.print()
         console.print(Text(group, style="bold underline"))
@@ -56,6 +59,13 @@ def render_text(
                 seen = f.observed_error or ""
                 who = f" ({f.code_version} code)" if f.code_version else ""
                 console.print(Text(f"    confirmed{who}: ", style="bold red") + _code(seen))
+            for item in (f.evidence or ())[:_EVIDENCE_LINES]:
+                where = f"operation {item['operation_index']} ({item['operation']})"
+                console.print(
+                    Text("    evidence: ", style="cyan")
+                    + _code(f"{item['object']} expected {item['expected']}, {item['observed']}")
+                    + Text(f"  [{where}]", style="dim")
+                )
             console.print(Text("    help: ", style="green") + _code(f.help))
             if explain and f.recipe:
                 for step in f.recipe:
@@ -71,6 +81,8 @@ def render_text(
     console.print(summary)
     if report.command == "rehearse":
         _rehearsal_summary(console, report)
+    if report.command == "doctor":
+        _doctor_summary(console, report)
     if report.sql is not None:
         console.print()
         for item in report.sql:
@@ -111,3 +123,38 @@ def _rehearsal_summary(console: Console, report: Report) -> None:
     verdict = extra.get("verdict")
     style = {"safe": "bold green", "unsafe": "bold red"}.get(str(verdict), "bold yellow")
     console.print(Text(f"verdict: {verdict}", style=style))
+
+
+_EVIDENCE_LINES = 5
+
+
+def _doctor_head(report: Report) -> str:
+    migrations = report.extra.get("migrations")
+    if not migrations:
+        return "records compared with the code"
+    schema = report.extra.get("schema", {})
+    return (
+        f"{migrations['recorded']} recorded migration(s), {migrations['in_code']} in the code,"
+        f" {schema.get('tables', 0)} table(s) read"
+    )
+
+
+def _doctor_summary(console: Console, report: Report) -> None:
+    applied = report.extra.get("applied")
+    if applied:
+        console.print()
+        run = len(applied["migrations_run"])
+        console.print(
+            f"applied: {applied['records_changed']} record(s) changed, {run} migration(s) run;"
+            f" backup: {escape(applied['backup'])}"
+        )
+    repair = report.extra.get("repair") or []
+    if not repair:
+        if "repair" in report.extra:
+            console.print("repair: nothing to repair")
+        return
+    console.print()
+    console.print(Text("repair (dry run: add --apply to carry it out)", style="bold"))
+    for n, step in enumerate(repair, 1):
+        console.print(Text(f"  {n}. ") + _code(step["command"]))
+        console.print(Text(f"     {step['why']}", style="dim"))
