@@ -159,7 +159,9 @@ def observe(schema: Schema, fact: Fact) -> bool | None:
     if fact.kind == TABLE:
         return table is not None
     if table is None:
-        return False
+        # The table itself decides (its own fact); without it a column or an index is no
+        # evidence either way: the app may simply not be migrated yet.
+        return None
     if fact.kind == COLUMN:
         column = table.columns.get(fact.columns[0])
         if column is None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import subprocess
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +60,8 @@ class Diagnosis:
     judgements: dict[MigrationKey, d.Judgement] = field(default_factory=dict)
     pending: list[MigrationKey] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
+    # Apps whose records include migrations this code lacks: their records are not edited.
+    older_apps: set[str] = field(default_factory=set)
 
 
 def _location(graph: Graph, key: MigrationKey) -> Location:
@@ -89,7 +91,7 @@ def _finding(
     message: str | None = None,
     **names: Any,
 ) -> Finding:
-    repair_text = "; then ".join(r.command() for r in repairs) or "decide by hand: no safe repair"
+    repair_text = " then ".join(r.command() for r in repairs) or "decide by hand: no safe repair"
     finding: Finding = rule().finding(
         app_label=key[0],
         migration=key[1],
@@ -100,8 +102,6 @@ def _finding(
         repair=repair_text,
         **names,
     )
-    from dataclasses import replace
-
     return replace(finding, evidence=tuple(e.to_dict() for e in evidence))
 
 
@@ -123,10 +123,13 @@ def diagnose(history: DatabaseHistory, graph: Graph, offline: Any) -> Diagnosis:
     _squashes(history, graph, recorded, out)
     for key in keys:
         j = out.judgements[key]
+        found = len(out.findings)
         if j.recorded:
             _recorded(graph, j, keys, out)
         else:
             _unrecorded(graph, j, out)
+        if key[0] in out.older_apps:
+            _hold_back(key, found, out)
     _inconsistent(graph, recorded_in_plan, out)
     decided = {r.key for r in out.repair if r.action in (RECORD, MIGRATE)}
     out.pending = [k for k in keys if k not in recorded_in_plan and k not in decided]
@@ -251,6 +254,17 @@ def _unrecorded(graph: Graph, j: d.Judgement, out: Diagnosis) -> None:
         )
 
 
+def _hold_back(key: MigrationKey, found: int, out: Diagnosis) -> None:
+    """Drop the repair of a migration whose app the code is older than (H503 says why)."""
+    out.repair = [r for r in out.repair if r.key != key]
+    for n in range(found, len(out.findings)):
+        out.findings[n] = replace(
+            out.findings[n],
+            help=f"Deploy the release this database needs first (H503 on `{key[0]}`):"
+            " its records are not edited under older code",
+        )
+
+
 def _dependents(graph: Graph, key: MigrationKey, among: set[MigrationKey]) -> list[MigrationKey]:
     node = graph.loader.graph.node_map.get(key)
     if node is None:
@@ -259,8 +273,16 @@ def _dependents(graph: Graph, key: MigrationKey, among: set[MigrationKey]) -> li
 
 
 def _inconsistent(graph: Graph, recorded: set[MigrationKey], out: Diagnosis) -> None:
+    """Report recorded migrations with unrecorded dependencies, and repair those, and the
+    dependencies of what the repair itself records, until the history is consistent."""
     decided = {r.key: r for r in out.repair if r.action in (RECORD, MIGRATE)}
-    for key in sorted(recorded):
+    todo = sorted(recorded | set(decided))
+    seen: set[MigrationKey] = set()
+    while todo:
+        key = todo.pop(0)
+        if key in seen:
+            continue
+        seen.add(key)
         node = graph.loader.graph.node_map.get(key)
         if node is None:
             continue
@@ -268,27 +290,15 @@ def _inconsistent(graph: Graph, recorded: set[MigrationKey], out: Diagnosis) -> 
             if parent in recorded:
                 continue
             j = out.judgements.get(parent)
-            repairs: list[Repair] = []
-            if parent in decided:
-                repairs.append(decided[parent])
-            elif j is not None and j.status in (d.UNOBSERVABLE, d.APPLIED):
-                why = f"{key[0]}.{key[1]} depends on it and is applied"
-                if j.unobservable:
-                    why += "; its operations cannot be observed in the schema"
-                repairs.append(Repair(RECORD, parent[0], parent[1], why=why))
-            elif j is not None and j.status == d.NOT_APPLIED:
-                repairs.append(
-                    Repair(
-                        MIGRATE,
-                        parent[0],
-                        parent[1],
-                        why=f"run it: {key[0]}.{key[1]} was applied without it",
-                        plain_migrate=False,
-                    )
-                )
-            out.repair.extend(r for r in repairs if r.key not in decided)
-            for r in repairs:
-                decided.setdefault(r.key, r)
+            repair = decided.get(parent)
+            if repair is None and parent[0] not in out.older_apps:
+                repair = _dependency_repair(key, parent, j)
+            if repair is not None and parent not in decided:
+                decided[parent] = repair
+                out.repair.append(repair)
+                todo.append(parent)
+            if key not in recorded:
+                continue  # recorded by this repair: the dependency is repaired with it
             evidence = [] if j is None else j.done + j.not_done
             out.findings.append(
                 _finding(
@@ -296,10 +306,32 @@ def _inconsistent(graph: Graph, recorded: set[MigrationKey], out: Diagnosis) -> 
                     graph,
                     key,
                     evidence,
-                    repairs,
+                    [] if repair is None else [repair],
                     dependency=f"{parent[0]}.{parent[1]}",
                 )
             )
+
+
+def _dependency_repair(
+    key: MigrationKey, parent: MigrationKey, j: d.Judgement | None
+) -> Repair | None:
+    if j is None:
+        return None
+    if j.status in (d.UNOBSERVABLE, d.APPLIED):
+        why = f"{key[0]}.{key[1]} depends on it and is applied"
+        if j.unobservable:
+            ops = ", ".join(f"{i} ({name})" for i, name, _ in j.unobservable)
+            why += f"; operations {ops} cannot be observed in the schema: check their data"
+        return Repair(RECORD, parent[0], parent[1], why=why)
+    if j.status == d.NOT_APPLIED:
+        return Repair(
+            MIGRATE,
+            parent[0],
+            parent[1],
+            why=f"run it: {key[0]}.{key[1]} was applied without it",
+            plain_migrate=False,
+        )
+    return None
 
 
 def _unknown_records(
@@ -315,6 +347,7 @@ def _unknown_records(
     dirs = migration_dirs(apps & set(unknown))
     for app, names in sorted(unknown.items()):
         newest = max(names)
+        out.older_apps.add(app)
         if app not in apps:
             out.findings.append(
                 CodeOlderThanDatabase().finding(
