@@ -163,3 +163,29 @@ def scratch_database() -> Iterator[dict[str, Any]]:
 
 def pg_url(db: Mapping[str, Any]) -> str:
     return f"postgresql://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
+
+
+@contextmanager
+def extra_aliases(pg_alias: str, lite_alias: str) -> Iterator[None]:
+    """Add a PostgreSQL alias (database ``test``) and an in-memory SQLite one to Django's
+    connections for the duration; close and remove them afterwards."""
+    from django.db import connections
+
+    pg = {
+        "ENGINE": "django.db.backends.postgresql",
+        "NAME": "test",
+        "USER": PG["user"],
+        "HOST": PG["host"],
+        "PORT": PG["port"],
+    }
+    lite = {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}
+    # Filled with Django's defaults (OPTIONS, TIME_ZONE, ...), as settings.DATABASES would be.
+    filled = connections.configure_settings({"default": {}, pg_alias: pg, lite_alias: lite})
+    connections.settings.update({pg_alias: filled[pg_alias], lite_alias: filled[lite_alias]})
+    try:
+        yield
+    finally:
+        for alias in (pg_alias, lite_alias):
+            connections[alias].close()
+            del connections[alias]
+            connections.settings.pop(alias)

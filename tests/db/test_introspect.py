@@ -28,7 +28,7 @@ from django_rollout.db.introspect import (
 )
 from django_rollout.db.scratch import Scratch, scratch_database
 from django_rollout.errors import DatabaseUnavailableError, DeployedStateError
-from tests._project import PG
+from tests._project import PG, extra_aliases
 
 PG_ALIAS = "rollout_introspect_pg"
 LITE_ALIAS = "rollout_introspect_lite"
@@ -37,22 +37,8 @@ QUERIES = {"postgresql": 3, "sqlite": 4}
 
 @pytest.fixture(autouse=True)
 def aliases() -> Iterator[None]:
-    pg = {
-        "ENGINE": "django.db.backends.postgresql",
-        "NAME": "test",
-        "USER": PG["user"],
-        "HOST": PG["host"],
-        "PORT": PG["port"],
-    }
-    lite = {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}
-    # Filled with Django's defaults (OPTIONS, TIME_ZONE, ...), as settings.DATABASES would be.
-    filled = connections.configure_settings({"default": {}, PG_ALIAS: pg, LITE_ALIAS: lite})
-    connections.settings.update({PG_ALIAS: filled[PG_ALIAS], LITE_ALIAS: filled[LITE_ALIAS]})
-    yield
-    for alias in (PG_ALIAS, LITE_ALIAS):
-        connections[alias].close()
-        del connections[alias]
-        connections.settings.pop(alias)
+    with extra_aliases(PG_ALIAS, LITE_ALIAS):
+        yield
 
 
 def _state() -> ProjectState:

@@ -14,30 +14,16 @@ from django.db.migrations.state import ProjectState
 from django_rollout.db.scratch import scratch_database
 from django_rollout.db.seed import top_up
 from django_rollout.errors import DatabaseUnavailableError
+from tests._project import PG, extra_aliases
 
-PG = {"host": "127.0.0.1", "port": 5432, "user": "postgres"}
 SOURCE = "rollout_pg_source"
 LITE = "rollout_lite_source"
 
 
 @pytest.fixture(autouse=True)
 def aliases() -> Iterator[None]:
-    pg = {
-        "ENGINE": "django.db.backends.postgresql",
-        "NAME": "test",
-        "USER": PG["user"],
-        "HOST": PG["host"],
-        "PORT": PG["port"],
-    }
-    lite = {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}
-    # Filled with Django's defaults (OPTIONS, TIME_ZONE, ...), as settings.DATABASES would be.
-    filled = connections.configure_settings({"default": {}, SOURCE: pg, LITE: lite})
-    connections.settings.update({SOURCE: filled[SOURCE], LITE: filled[LITE]})
-    yield
-    for alias in (SOURCE, LITE):
-        connections[alias].close()
-        del connections[alias]
-        connections.settings.pop(alias)
+    with extra_aliases(SOURCE, LITE):
+        yield
 
 
 def pg_exists(name: str) -> bool:

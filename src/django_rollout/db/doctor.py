@@ -267,33 +267,15 @@ def judge(
                 after = Fact(after.kind, after.table, after.columns, after.partial)
             shows_after = _matches(schema, after, change.key)
             shows_before = _matches(schema, before, change.key)
-            if shows_after is None or shows_before is None or shows_after == shows_before:
-                if shows_after is False and shows_before is False:
-                    desc = (after or before or _blank(change.key)).describe()
-                    j.differs.append(
-                        Evidence(
-                            op.index,
-                            op.name,
-                            desc,
-                            _expect(after),
-                            _describe_actual(schema, change.key),
-                        )
-                    )
-                continue
             desc = (after or before or _blank(change.key)).describe()
-            if shows_after:
+            if shows_after and not shows_before and shows_before is not None:
                 shown = "is present" if after is not None else "is gone"
                 j.done.append(Evidence(op.index, op.name, desc, _expect(after), shown))
-            else:
-                j.not_done.append(
-                    Evidence(
-                        op.index,
-                        op.name,
-                        desc,
-                        _expect(after),
-                        _describe_actual(schema, change.key),
-                    )
-                )
+            elif shows_after is False and shows_before is not None:
+                # Not as the migration left it: as before it (not done), or neither (differs).
+                seen = _describe_actual(schema, change.key)
+                found = Evidence(op.index, op.name, desc, _expect(after), seen)
+                (j.not_done if shows_before else j.differs).append(found)
     if j.done and not j.not_done and not j.differs:
         j.status = APPLIED
     elif j.not_done and not j.done and not j.differs:
