@@ -104,7 +104,7 @@ class Project:
             ),
         )
 
-    def run(self, *args: str, env: Mapping[str, str] | None = None) -> Result:
+    def run(self, *args: str, env: Mapping[str, str] | None = None, timeout: float = 120) -> Result:
         full_env = {**os.environ, **(env or {})}
         full_env.pop("DJANGO_SETTINGS_MODULE", None)
         proc = subprocess.run(
@@ -113,7 +113,7 @@ class Project:
             capture_output=True,
             text=True,
             env=full_env,
-            timeout=120,
+            timeout=timeout,
         )
         return Result(proc.returncode, proc.stdout, proc.stderr)
 

@@ -222,7 +222,14 @@ def test_index_build_on_200000_rows_makes_traffic_wait_and_concurrent_twin_does_
             ' "auth": "0012_alter_user_first_name_max_length", "vault": "0001_initial"}}',
         )
         result = project.run(
-            "--settings", project.settings, "rehearse", "--rows", "200000", "--format", "json"
+            "--settings",
+            project.settings,
+            "rehearse",
+            "--rows",
+            "200000",
+            "--format",
+            "json",
+            timeout=600,  # 200,000 rows seeded and indexed twice: minutes on a loaded machine
         )
         assert result.status in (0, 1), result.stderr
         [step] = result.json()["steps"]
