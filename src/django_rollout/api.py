@@ -17,8 +17,8 @@ from typing import IO, Any
 from django.db.migrations import RunPython
 from django.db.migrations.migration import Migration
 
-from django_rollout.conf import Config, Suppression, load_config
-from django_rollout.errors import ConfigurationError, DeployedStateError, MigrationLoadError
+from django_rollout.conf import Config, Suppression, load_config, parse_server_version
+from django_rollout.errors import ConfigurationError, DeployedStateError
 from django_rollout.findings import Finding, Location, Severity
 from django_rollout.graph import deployed as s0
 from django_rollout.graph.context import ProjectContext, StartupQuery, startup_tables
@@ -771,26 +771,23 @@ def doctor(options: DoctorOptions | None = None) -> Report:
     from django_rollout.graph.offline import shared_offline_connection
 
     options = options or DoctorOptions()
+    if options.apply and "://" in options.database:
+        raise ConfigurationError("--apply needs a database alias from settings, not a URL")
     began = time.perf_counter()
     config = load_config(_settings())
     database = h.read(options.database, schema=not options.code_age)
     read_s = time.perf_counter() - began
-    try:
-        graph = h.load_for(database)
-    except MigrationLoadError:
-        # A squash whose replaced files are gone while it is partly applied: Django cannot
-        # build that graph; judge the squash itself, and H504 says why.
-        graph = load_graph(())
+    graph = h.load_for(database)
     if options.app_label and options.app_label not in graph.loader.migrated_apps:
         raise ConfigurationError(f"unknown app label {options.app_label!r}: it has no migrations")
     fail_on = options.fail_on or config.fail_on
     server = database.server
-    version = _parse_version(server.get("version"))
+    version = (
+        parse_server_version(server["version"])[:2] if server.get("version") else DEFAULT_PG_VERSION
+    )
     if options.code_age:
         findings = h.code_age(database, graph)
         return _doctor_report(options, database, findings, fail_on, version, {"code_age": True})
-    if options.apply and "://" in options.database:
-        raise ConfigurationError("--apply needs a database alias from settings, not a URL")
     offline = shared_offline_connection(
         database.vendor, version if database.vendor == "postgresql" else ()
     )
@@ -822,11 +819,6 @@ def doctor(options: DoctorOptions | None = None) -> Report:
         }
     )
     return _doctor_report(options, database, diagnosis.findings, fail_on, version, extra)
-
-
-def _parse_version(text: object) -> tuple[int, ...]:
-    parts = [int(p) for p in str(text or "").split(".") if p.isdigit()]
-    return tuple(parts[:2]) if parts else DEFAULT_PG_VERSION
 
 
 def _doctor_report(

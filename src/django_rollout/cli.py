@@ -16,6 +16,7 @@ import sys
 import traceback
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
 from typing import IO, Any
 
 from django_rollout import __version__
@@ -470,6 +471,9 @@ def _run_doctor(args: argparse.Namespace) -> int:
         raise ConfigurationError("--code-age only reads: drop --apply")
     if args.apply and "://" in args.database:
         raise ConfigurationError("--apply needs a database alias from settings, not a URL")
+    if args.apply and args.no_input:
+        # Nothing to ask: diagnose once, apply, diagnose again (not a dry run first).
+        options = replace(options, apply=True)
     report = api.doctor(options)
     if args.code_age:
         _write(report, args)
@@ -478,13 +482,11 @@ def _run_doctor(args: argparse.Namespace) -> int:
             if any(f.rule == "H503" and f.severity == Severity.ERROR for f in report.findings)
             else 0
         )
-    if args.apply and report.extra.get("repair"):
-        if not args.no_input and not _confirm(report, args):
+    if args.apply and not args.no_input and report.extra.get("repair"):
+        if not _confirm(report, args):
             _write(report, args)
             print(f"{PROG}: nothing applied", file=sys.stderr)
             return report.exit_status
-        from dataclasses import replace
-
         report = api.doctor(replace(options, apply=True))
     _write(report, args)
     return report.exit_status

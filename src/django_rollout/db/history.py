@@ -21,6 +21,7 @@ from django_rollout.db import doctor as d
 from django_rollout.db.introspect import Schema, introspect
 from django_rollout.db.repair import MIGRATE, RECORD, UNRECORD, Repair, ordered
 from django_rollout.db.state import _applied, _cursor, safe_url
+from django_rollout.errors import MigrationLoadError
 from django_rollout.findings import Finding, Location, Severity
 from django_rollout.graph.expected import ExpectedWalk
 from django_rollout.graph.loader import Graph, load_graph, migration_dirs
@@ -461,8 +462,15 @@ def _squashes(
 
 
 def load_for(history: DatabaseHistory) -> Graph:
-    """Load the graph as ``migrate`` would for this database (squash or replaced files)."""
-    return load_graph(history.recorded)
+    """Load the graph as ``migrate`` would for this database (squash or replaced files).
+
+    A squash partly applied whose replaced files are gone is a graph Django cannot build:
+    the squash itself is judged then, and H504 says why.
+    """
+    try:
+        return load_graph(history.recorded)
+    except MigrationLoadError:
+        return load_graph(())
 
 
 def code_age(history: DatabaseHistory, graph: Graph) -> list[Finding]:
