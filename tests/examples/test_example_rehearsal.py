@@ -44,8 +44,15 @@ def test_every_c_and_d_hazard_check_predicts_is_confirmed_with_the_real_error() 
     assert all(f["observed_error"].startswith("[") for f in predicted)  # "[SQLSTATE] text"
 
 
+def _shown(findings: list[dict[str, Any]]) -> str:
+    """The findings as a failure should show them: pytest truncates a list of dicts."""
+    keys = ("rule", "app_label", "migration", "code_version", "message", "observed_error")
+    return "\n".join(json.dumps({k: f.get(k) for k in keys}) for f in findings)
+
+
 def test_every_observed_error_is_explained_by_a_rule() -> None:
-    assert not [f for f in rehearsal()["findings"] if f["rule"] is None]
+    unexplained = [f for f in rehearsal()["findings"] if f["rule"] is None]
+    assert not unexplained, _shown(unexplained)
 
 
 @pytest.mark.parametrize("twin", MANIFEST.get("safe", []), ids=_id)
@@ -62,4 +69,4 @@ def test_safe_twin_rehearses_clean(twin: dict[str, Any]) -> None:
         if (f["app_label"], f["migration"]) == key
         and ((f["confirmed"] and f["severity"] in SERIOUS) or f["rule"] is None)
     ]
-    assert not seen, seen
+    assert not seen, _shown(seen)

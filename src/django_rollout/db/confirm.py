@@ -2,9 +2,11 @@
 
 A finding is confirmed when an error observed at its migration has one of its rule's
 SQLSTATEs (or classes) on one of its operation's tables, hitting the code a compatibility
-rule (C) speaks of, or the migration itself for the others (ARCHITECTURE.md), or, for a lock rule,
-when traffic waited while a statement of its migration held a lock on one of them. An
-error that no finding explains is reported with ``rule: null``. A migration that failed is
+rule (C) speaks of, or the migration itself for the others (ARCHITECTURE.md). A lock rule
+(L) is confirmed when traffic waited while a statement of its migration held a lock on one of
+its tables, or when a wait there ended in a lock error (a deadlock, a lock timeout), whoever
+it hit: the old code, the new code or the migration. An error that no finding explains is
+reported with ``rule: null``. A migration that failed is
 an error whatever the severity of the finding it confirms.
 """
 
@@ -19,6 +21,8 @@ from django_rollout.findings import Finding, Severity
 from django_rollout.rules.registry import rule_by_id
 
 SAFE, UNSAFE, INCONCLUSIVE = "safe", "unsafe", "inconclusive"
+# The errors a wait for a lock ends in: deadlock_detected, lock_not_available (lock_timeout).
+LOCK_ERRORS = ("40P01", "55P03")
 
 
 def confirm(findings: Iterable[Finding], rehearsal: Rehearsal) -> list[Finding]:
@@ -105,17 +109,21 @@ def _about_startup(finding: Finding) -> bool:
 def _matching_errors(finding: Finding, step: Step, observed: Sequence[Observed]) -> list[Observed]:
     """The observed errors of the finding's migration that its rule explains."""
     rule = rule_by_id(finding.rule or "")
-    codes = rule.sqlstates if rule is not None else ()
+    if rule is None:
+        return []
+    # Compatibility hazards happen to code (old or new), lock hazards to whoever waits, the
+    # others to the migration.
+    family = rule.family()
+    codes = LOCK_ERRORS if family == "locks" else rule.sqlstates
     if not codes:
         return []
     tables = _tables(finding, step)
-    # Compatibility hazards happen to code (old or new); the others to the migration.
-    by_code = rule is not None and rule.family() == "compat"
+    hits = {"compat": (True,), "locks": (True, False)}.get(family, (False,))
     return [
         found
         for found in observed
         if (found.app_label, found.migration) == (step.app_label, step.migration)
-        and (found.code_version is not None) == by_code
+        and (found.code_version is not None) in hits
         and found.sqlstate
         and found.sqlstate.startswith(codes)
         and (tables is None or found.table is None or found.table in tables)

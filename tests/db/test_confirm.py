@@ -1,0 +1,110 @@
+"""Matching a rehearsal's observations with the static findings (pure: no database).
+
+The end-to-end confirmations run on PostgreSQL in ``test_rehearse.py``; these pin down the
+matching itself, where it must confirm and where it must stay silent, for errors that a
+rehearsal only sometimes sees (a deadlock, a lock timeout).
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from django_rollout.db.confirm import confirm
+from django_rollout.db.rehearse import Rehearsal, Step
+from django_rollout.db.traffic import Observed
+from django_rollout.findings import Finding, Severity
+
+APP, MIGRATION = "catalog", "0010_product_category_required"
+PRODUCT, CATEGORY, ORDERS = "catalog_product", "catalog_category", "orders_order"
+DEADLOCK = "40P01"
+LOCK_TIMEOUT = "55P03"
+
+
+def _finding(rule: str, severity: Severity = Severity.WARNING, index: int = 1) -> Finding:
+    return Finding(
+        rule=rule,
+        name="hazard",
+        severity=severity,
+        message="m",
+        help="h",
+        app_label=APP,
+        migration=MIGRATION,
+        operation_index=index,
+    )
+
+
+def _error(
+    sqlstate: str, table: str | None, code_version: str | None = "old", step: str = MIGRATION
+) -> Observed:
+    return Observed(
+        sqlstate,
+        "deadlock detected" if sqlstate == DEADLOCK else "canceling statement",
+        app_label=APP,
+        migration=step,
+        code_version=code_version,
+        action=None if code_version is None else "update",
+        table=table,
+    )
+
+
+def _rehearsal(*errors: Observed, failed: Observed | None = None) -> Rehearsal:
+    step = Step(APP, MIGRATION, tables={1: frozenset({PRODUCT, CATEGORY})})
+    if failed is not None:
+        step.status, step.error = "failed", failed
+    return Rehearsal("postgresql", "scratch", steps=[step], traffic_errors=list(errors))
+
+
+def _by_rule(findings: list[Finding]) -> dict[str | None, Finding]:
+    return {f.rule: f for f in findings}
+
+
+@pytest.mark.parametrize("sqlstate", [DEADLOCK, LOCK_TIMEOUT])
+@pytest.mark.parametrize("code_version", ["old", "new"])
+def test_lock_error_of_traffic_on_a_locked_table_confirms_the_lock_finding(
+    sqlstate: str, code_version: str
+) -> None:
+    out = confirm(
+        [_finding("L305"), _finding("C107", Severity.ERROR)],
+        _rehearsal(_error(sqlstate, PRODUCT, code_version)),
+    )
+    got = _by_rule(out)
+    assert None not in got  # explained: no ``rule: null`` finding
+    assert got["L305"].confirmed and got["L305"].code_version == code_version
+    assert got["L305"].observed_error is not None and sqlstate in got["L305"].observed_error
+    assert got["L305"].severity == Severity.WARNING  # the release waited and lost, not the deploy
+    assert got["C107"].confirmed is False  # a deadlock is no not-null violation
+
+
+def test_migration_that_dies_of_a_deadlock_confirms_the_lock_finding_as_an_error() -> None:
+    out = confirm([_finding("L308")], _rehearsal(failed=_error(DEADLOCK, None, None)))
+    [finding] = out
+    assert finding.confirmed and finding.code_version is None
+    assert finding.severity == Severity.ERROR
+
+
+def test_lock_error_on_a_table_the_operation_does_not_touch_is_unexplained() -> None:
+    out = confirm([_finding("L305")], _rehearsal(_error(DEADLOCK, ORDERS)))
+    got = _by_rule(out)
+    assert got["L305"].confirmed is False
+    assert got[None].observed_error is not None and DEADLOCK in got[None].observed_error
+
+
+def test_lock_error_at_another_migration_is_unexplained() -> None:
+    out = confirm([_finding("L305")], _rehearsal(_error(DEADLOCK, PRODUCT, step="0011_other")))
+    assert _by_rule(out)["L305"].confirmed is False
+    assert None in _by_rule(out)
+
+
+@pytest.mark.parametrize("rule", ["C107", "D202", "M405"])
+def test_lock_error_confirms_no_rule_outside_the_lock_family(rule: str) -> None:
+    out = confirm([_finding(rule, Severity.ERROR)], _rehearsal(_error(DEADLOCK, PRODUCT)))
+    got = _by_rule(out)
+    assert got[rule].confirmed is False
+    assert None in got
+
+
+def test_other_errors_of_traffic_do_not_confirm_a_lock_finding() -> None:
+    out = confirm([_finding("L304")], _rehearsal(_error("23502", PRODUCT)))
+    got = _by_rule(out)
+    assert got["L304"].confirmed is False
+    assert None in got
