@@ -150,6 +150,7 @@ def test_safe_twins_rehearse_clean(tmp_path: Path, operation: str) -> None:
         {"relation": lock["relation"], "mode": lock["mode"]} for lock in locks
     ]
     assert all(lock["held_ms"] >= 0 for lock in locks)
+    assert not any(lock["sampled"] for lock in locks)  # read in-session: exact
 
 
 def test_observed_error_no_rule_predicts_is_reported_with_null_rule(tmp_path: Path) -> None:

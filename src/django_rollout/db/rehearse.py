@@ -24,7 +24,7 @@ from __future__ import annotations
 import copy
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -292,17 +292,19 @@ def _run_step(
             applying[0] = time.perf_counter() - began
 
     try:
-        if background:
-            with traffic.background(old_models, "old", where, sink) as pids:
-                migrating = backend_pid(connection)
-                probe = Probe(connection.alias, migrating, tracer) if migrating else None
-                if probe is not None:
-                    probe.traffic_pids = pids
-                    with probe:
-                        state = apply()
-                else:
-                    state = apply()
-        else:
+        with ExitStack() as around:
+            pids = (
+                around.enter_context(traffic.background(old_models, "old", where, sink))
+                if background
+                else []
+            )
+            # The probe sees traffic wait, and the locks the session cannot read itself
+            # (autocommit statements, a failed one): one second session per step.
+            migrating = backend_pid(connection) if background or tracer.trace_locks else None
+            if migrating:
+                probe = Probe(connection.alias, migrating, tracer)
+                probe.traffic_pids = pids
+                around.enter_context(probe)
             state = apply()
     finally:
         timings["migrate_s"] += applying[0] - tracer.tracing_s

@@ -55,6 +55,7 @@ class _Lock:
     relation: str
     mode: str
     held_ms: float
+    sampled: bool = False  # seen by the probe's samples: about, and short ones missed
 
 
 @dataclass(frozen=True)
@@ -154,7 +155,10 @@ def _step(item: Mapping[str, Any]) -> Step:
             str(s["sql"]),
             float(s["started_ms"]),
             float(s["duration_ms"]),
-            tuple(_Lock(lk["relation"], lk["mode"], lk["held_ms"]) for lk in s["locks"]),
+            tuple(
+                _Lock(lk["relation"], lk["mode"], lk["held_ms"], bool(lk.get("sampled")))
+                for lk in s["locks"]
+            ),
             float(s.get("traffic_wait_ms") or 0.0),
             failed=i == culprit,
         )
@@ -339,7 +343,8 @@ def _lock_bars(steps: Sequence[Step], frame: _Frame) -> Iterable[str]:
         x = frame.left + s.x_at(st.started_ms)
         w = max(frame.left + s.x_at(st.started_ms + lk.held_ms) - x, 2.0)
         tip = (
-            f"{lk.relation}: {lk.mode} held {lk.held_ms:.1f} ms"
+            f"{lk.relation}: {lk.mode} held {'about ' if lk.sampled else ''}"
+            f"{lk.held_ms:.1f} ms{' (sampled)' if lk.sampled else ''}"
             f" ({_EFFECT.get(lk.mode, 'unknown mode')})\n{st.sql}\n({s.name})"
         )
         yield (

@@ -1,0 +1,221 @@
+"""Locks the migrating session cannot read itself: autocommit statements and failed ones.
+
+A statement of a non-atomic migration commits before the session can read ``pg_locks``; a
+statement that fails inside a transaction aborts it, and PostgreSQL releases the aborted
+transaction's locks at the error. The probe samples both while they run (``"sampled":
+true``). The table's rows come from a single ``INSERT ... SELECT generate_series`` in the S0
+migration, so that the statements run long enough to be sampled.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from django_rollout.db.locks import Statement, Tracer
+from tests._project import PG, Project, migration
+
+TOKEN = """\
+migrations.CreateModel(
+    "Token",
+    [
+        ("id", models.BigAutoField(primary_key=True)),
+        ("name", models.CharField(max_length=40)),
+    ],
+),
+"""
+ROWS = 200_000
+INSERT = (
+    'migrations.RunSQL("INSERT INTO vault_token (name)'
+    " SELECT 'token ' || {name} FROM generate_series(1, {rows}) i\")"
+)
+DISTINCT = INSERT.format(name="i", rows=ROWS)
+# Every name twice: a unique index on it fails, once it has read and sorted every row.
+DUPLICATED = INSERT.format(name="(i / 2)", rows=ROWS)
+CONCURRENT_INDEX = (
+    'AddIndexConcurrently("token", models.Index(fields=["name"], name="token_name_idx"))'
+)
+# A volatile default rewrites the table: long enough to be sampled.
+ADD_COLUMN = (
+    'migrations.RunSQL("ALTER TABLE vault_token ADD COLUMN rank integer'
+    ' DEFAULT (random() * 10)::integer", migrations.RunSQL.noop)'
+)
+UNIQUE_NAME = (
+    'migrations.AddConstraint("token", models.UniqueConstraint(fields=["name"],'
+    ' name="token_name_uniq"))'
+)
+NOT_ATOMIC = "atomic = False"
+
+
+def _project(root: Path, rows: str, *changes: tuple[str, str]) -> Project:
+    """vault 0001 (S0: the table and its rows), then one migration per change."""
+    project = Project(root)
+    migrations = {"0001_initial": migration(TOKEN + rows + ",")}
+    previous = "0001_initial"
+    for n, (operation, extra) in enumerate(changes, start=2):
+        name = f"{n:04d}_change"
+        text = migration(operation, f'[("vault", "{previous}")]', extra)
+        migrations[name] = "from django.contrib.postgres.operations import *\n" + text
+        previous = name
+    project.app("vault", migrations)
+    database = {"ENGINE": "django.db.backends.postgresql", "NAME": "rollout_never_created"}
+    project.configure(
+        ["vault"],
+        database={**database, **{k.upper(): v for k, v in PG.items()}},
+        extra='ROLLOUT = {"start_after": {"contenttypes": "0002_remove_content_type_name",'
+        ' "auth": "0012_alter_user_first_name_max_length", "vault": "0001_initial"}}',
+    )
+    return project
+
+
+def _rehearse(project: Project, *args: str) -> dict[str, Any]:
+    result = project.run(
+        "--settings", project.settings, "rehearse", "--rows", "30", "--format", "json", *args
+    )
+    assert result.status in (0, 1), result.stderr
+    doc: dict[str, Any] = result.json()
+    return doc
+
+
+def _locks(statements: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [lock for s in statements for lock in s["locks"]]
+
+
+def test_samples_the_locks_of_statements_in_non_atomic_migrations(tmp_path: Path) -> None:
+    project = _project(tmp_path, DISTINCT, (CONCURRENT_INDEX, NOT_ATOMIC), (ADD_COLUMN, NOT_ATOMIC))
+    doc = _rehearse(project)
+    index, column = doc["steps"]
+    assert index["status"] == "applied" and column["status"] == "applied"
+
+    [build] = [s for s in index["statements"] if "CONCURRENTLY" in s["sql"]]
+    assert {"relation": "vault_token", "mode": "ShareUpdateExclusiveLock"} in [
+        {"relation": lock["relation"], "mode": lock["mode"]} for lock in build["locks"]
+    ]
+    assert all(lock["sampled"] for lock in build["locks"])
+    assert build["traffic_wait_ms"] == 0  # the concurrent build lets traffic write
+    assert all(0 < lock["held_ms"] <= build["duration_ms"] + 1 for lock in build["locks"])
+    # Only user tables: neither the catalog nor the index itself.
+    assert {lock["relation"] for lock in _locks(index["statements"])} == {"vault_token"}
+
+    [alter] = [s for s in column["statements"] if s["sql"].startswith("ALTER TABLE")]
+    # The rewrite also rebuilds the index, which takes SHARE on the table meanwhile.
+    modes = {(lk["relation"], lk["mode"]): lk for lk in alter["locks"]}
+    assert modes[("vault_token", "AccessExclusiveLock")]["held_ms"] > 0
+    assert all(lock["sampled"] for lock in alter["locks"])
+
+
+@pytest.mark.parametrize("traffic", ["traffic", "no-traffic"])
+def test_failed_statement_keeps_the_locks_it_took_before_failing(
+    tmp_path: Path, traffic: str
+) -> None:
+    project = _project(tmp_path, DUPLICATED, (UNIQUE_NAME, ""))
+    doc = _rehearse(project, *(["--no-traffic"] if traffic == "no-traffic" else []))
+    [step] = doc["steps"]
+    assert step["status"] == "failed" and step["error"]["sqlstate"] == "23505"
+    [failed] = [s for s in step["statements"] if s["sql"] == step["error"]["statement"]]
+    assert "token_name_uniq" in failed["sql"]
+    # ALTER TABLE takes ACCESS EXCLUSIVE, then SHARE while it builds the index that fails.
+    modes = {(lk["relation"], lk["mode"]): lk for lk in failed["locks"]}
+    held = modes[("vault_token", "AccessExclusiveLock")]["held_ms"]
+    assert 0 < held <= failed["duration_ms"] + 1
+    assert all(lock["sampled"] for lock in failed["locks"])
+
+
+class _Connection:
+    vendor = "postgresql"
+    in_atomic_block = False
+
+
+def test_sampled_lock_is_held_from_first_sighting_to_the_sample_without_it() -> None:
+    tracer = Tracer(_Connection(), origin=0.0)
+    statement = Statement("CREATE INDEX CONCURRENTLY ...", started_ms=0.0)
+    tracer._running = (statement, 0.0, True)  # as ``Tracer.__call__`` does in autocommit
+    assert tracer.sampling is statement
+    share = ("vault_token", "ShareUpdateExclusiveLock")
+    access = ("vault_tag", "AccessShareLock")
+    tracer.sampled(statement, [share, access], at=1.000)
+    tracer.sampled(statement, [share], at=1.005)
+    tracer.sampled(statement, [share], at=1.010)
+    tracer._end_sampling(statement, end=1.012, keep=True)
+    # A sample after the statement ended is not its.
+    tracer.sampled(statement, [("vault_token", "AccessExclusiveLock")], at=1.020)
+    got = {(lock.relation, lock.mode): lock for lock in statement.locks}
+    assert set(got) == {share, access}
+    assert all(lock.sampled for lock in statement.locks)
+    assert got[share].held_ms == pytest.approx(12.0)
+    assert got[access].held_ms == pytest.approx(5.0)
+    assert got[share].to_dict()["sampled"] is True
+
+
+def test_samples_of_a_statement_that_succeeds_in_a_transaction_are_dropped() -> None:
+    # Its locks are read in-session, exactly; the samples only stand in for a failure.
+    tracer = Tracer(_Connection(), origin=0.0)
+    statement = Statement("ALTER TABLE ...", started_ms=0.0)
+    tracer._running = (statement, 0.0, False)
+    tracer.sampled(statement, [("vault_token", "AccessExclusiveLock")], at=1.0)
+    tracer._end_sampling(statement, end=1.01, keep=False)
+    assert statement.locks == [] and tracer.sampling is None
+
+
+PLAIN_INDEX = 'migrations.AddIndex("token", models.Index(fields=["name"], name="token_name_idx"))'
+
+
+def test_probe_sees_traffic_wait_behind_a_plain_index_build(tmp_path: Path) -> None:
+    doc = _rehearse(_project(tmp_path, DISTINCT, (PLAIN_INDEX, "")))
+    [step] = doc["steps"]
+    [build] = [s for s in step["statements"] if s["sql"].startswith("CREATE INDEX")]
+    assert build["traffic_wait_ms"] > 0
+    # Read in-session: exact, held until the transaction ends.
+    assert [(lk["relation"], lk["mode"], lk["sampled"]) for lk in build["locks"]] == [
+        ("vault_token", "ShareLock", False)
+    ]
+
+
+class _Cursor:
+    def __enter__(self) -> _Cursor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def execute(self, sql: str) -> None:
+        return None
+
+    def fetchall(self) -> list[tuple[str, str]]:
+        return [("vault_token", "AccessExclusiveLock")]
+
+
+class _InTransaction:
+    vendor = "postgresql"
+    in_atomic_block = True
+
+    def __init__(self, savepoint_ids: list[str | None]) -> None:
+        self.savepoint_ids = savepoint_ids
+        self.connection = self  # the raw connection the tracer reads pg_locks through
+
+    def cursor(self) -> _Cursor:
+        return _Cursor()
+
+
+def _fail(*args: Any) -> None:
+    raise RuntimeError("could not create unique index")
+
+
+@pytest.mark.parametrize(
+    ("savepoints", "released"), [([None], True), (["s1_x"], False)], ids=["top", "savepoint"]
+)
+def test_failure_releases_the_transactions_locks_unless_inside_a_savepoint(
+    savepoints: list[str | None], released: bool
+) -> None:
+    # An error aborts the whole transaction, whose locks go at once; inside a savepoint
+    # only the savepoint's go, and the transaction goes on holding the rest.
+    tracer = Tracer(_InTransaction(savepoints), origin=0.0)
+    tracer(lambda *args: None, "ALTER TABLE vault_token ADD COLUMN x int", None, False, {})
+    with pytest.raises(RuntimeError):
+        tracer(_fail, "ALTER TABLE vault_token ADD CONSTRAINT u UNIQUE (name)", None, False, {})
+    first, failed = tracer.statements
+    assert [lock.mode for lock in first.locks] == ["AccessExclusiveLock"]
+    assert failed.failed and failed.locks == []  # too quick for a sample
+    assert (tracer._held == {}) is released
