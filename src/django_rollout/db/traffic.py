@@ -10,6 +10,7 @@ runs, so that every statement has traffic on every table it locks.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pickle
 import re
@@ -21,7 +22,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from django.db import models
+from django.db import IntegrityError, models
 from django.db.models.deletion import ProtectedError, RestrictedError
 
 from django_rollout.db.adversary import Attack, insert, rows_for
@@ -36,6 +37,10 @@ PAUSE_S = 0.002
 MAX_THREADS = 16
 # Row numbers a forked background phase may use; the parent goes on past them.
 ROWS_PER_BACKGROUND = 100_000
+# How long ``background`` waits for its sessions to connect before the block runs anyway.
+CONNECT_TIMEOUT_S = 10.0
+# The forked traffic process's niceness: see ``Traffic.background``.
+NICE = 10
 
 
 @dataclass(frozen=True)
@@ -154,6 +159,8 @@ class Traffic:
         self._transient: dict[str, list[Any]] = {}
         # Rows a keeping round made, table -> pks: its later rows point at them.
         self._kept: dict[str, list[Any]] = {}
+        # Rows a session made and then deleted itself, table -> pks.
+        self._cleaned: dict[str, set[Any]] = {}
 
     def _next(self) -> int:
         with self._lock:
@@ -216,7 +223,12 @@ class Traffic:
                 prefer=lambda f: self._kept_in(f, known) if keep else (),
             )
             if made is not None:
-                made.save(using=self.alias, force_insert=True)
+                try:
+                    made.save(using=self.alias, force_insert=True)
+                except IntegrityError as exc:
+                    if self._own_race(made, exc):
+                        return None
+                    raise
                 with self._lock:
                     mark = self._kept if keep else self._transient
                     mark.setdefault(table, []).append(made.pk)
@@ -240,6 +252,7 @@ class Traffic:
             with self._lock:
                 left = [pk for pk in self._transient.get(table, ()) if pk not in pks]
                 self._transient[table] = left
+                self._cleaned.setdefault(table, set()).update(pks)
         for name, values in self._referenced_in(model):
             gone = manager.filter(**{f"{name}__in": values})
             attempt("delete", gone.delete)
@@ -298,6 +311,21 @@ class Traffic:
             self._attempt("delete", manager.filter(pk__in=made).delete, table, where, errors)
         return errors
 
+    def _own_race(self, row: models.Model, exc: IntegrityError) -> bool:
+        """Whether ``row`` failed its foreign key because it points at a row that another
+        session of this traffic made and deleted again between the choice and the insert:
+        a race of the traffic's own (the row is marked as transient only once its insert
+        returns), the application's everyday life, not the deploy's."""
+        if observe(exc).sqlstate != "23503":
+            return False
+        with self._lock:
+            for f in row._meta.concrete_fields:
+                if f.is_relation and f.related_model is not None:
+                    cleaned = self._cleaned.get(f.related_model._meta.db_table, set())
+                    if getattr(row, f.attname) in cleaned:
+                        return True
+        return False
+
     def _transient_in(self, table: str) -> set[Any]:
         with self._lock:
             return set(self._transient.get(table, ()))
@@ -348,17 +376,26 @@ class Traffic:
     ) -> Iterator[list[int]]:
         """Run ``round`` in sessions of their own (one per model, at most ``MAX_THREADS``,
         each cycling through its share) until the block ends; errors go to ``sink`` (the
-        first of each kind), the sessions' backend pids are yielded for the probe.
+        first of each kind), the sessions' backend pids are yielded for the probe. The block
+        starts once every session has connected (or failed to): a migration of a few
+        milliseconds would otherwise run before any traffic does, beside a storm of
+        connections that is the harness's, not production's.
 
         Where the platform forks, the sessions run in a child process: a release's traffic
         comes from other servers, and threads of this one would share its interpreter lock
         with the migration they are meant to wait behind (on two cores, 16 such threads made
-        the migrate part 26 times slower than a plain ``migrate``).
+        the migrate part 26 times slower than a plain ``migrate``). The child also runs at a
+        lower priority (``NICE``): production's application servers do not take CPU from
+        the process that runs ``migrate``, and on a small machine the traffic's own Python
+        starved the migrating one, which held its locks the longer for it (see
+        ``benchmarks/README.md``). Its database sessions keep their priority.
         """
         if not hasattr(os, "fork"):
             stop = threading.Event()
             pids: list[int] = []
-            threads = self._sessions(model_list, version, where, stop, pids, sink)
+            settled: list[int] = []
+            threads = self._sessions(model_list, version, where, stop, pids, sink, settled.append)
+            _await(lambda: len(settled) >= len(threads))
             try:
                 yield pids
             finally:
@@ -393,15 +430,17 @@ class Traffic:
         def loop(share: Sequence[type[models.Model]]) -> None:
             from django.db import connections
 
+            settled = False
             try:
                 connection = connections[self.alias]
                 connection.ensure_connection()
                 pid = backend_pid(connection)
-                if pid is not None:
-                    with guard:
+                with guard:
+                    if pid is not None:
                         pids.append(pid)
-                        if connected is not None:
-                            connected(pid)
+                    settled = True
+                    if connected is not None:
+                        connected(pid or 0)
                 while not stop.is_set():
                     for model in share:
                         app_label, migration = where.get("app_label"), where.get("migration")
@@ -411,6 +450,9 @@ class Traffic:
             except Exception as exc:  # a session traffic could not open: say so, go on
                 record(observe(exc, action="connect", code_version=version, **where))
             finally:
+                if not settled and connected is not None:
+                    with guard:
+                        connected(0)  # no session: nothing to wait for
                 connections[self.alias].close()
 
         count = min(MAX_THREADS, len(model_list))
@@ -433,9 +475,10 @@ class Traffic:
         sink: list[Observed],
     ) -> Iterator[list[int]]:
         """The sessions in a forked child. Pipes: the child says each session's backend pid
-        as it connects, waits for the parent to close ``stop``, then sends back what it saw
-        (errors, counters) pickled. The child never touches the connections it inherited
-        (their sockets are the parent's) and leaves with ``os._exit``, so none is closed."""
+        as it connects (0 for one that could not), waits for the parent to close ``stop``,
+        then sends back what it saw (errors, counters) pickled. The child never touches the
+        connections it inherited (their sockets are the parent's) and leaves with
+        ``os._exit``, so none is closed."""
         pid_read, pid_write = os.pipe()
         out_read, out_write = os.pipe()
         stop_read, stop_write = os.pipe()
@@ -446,6 +489,8 @@ class Traffic:
             try:
                 for fd in (pid_read, out_read, stop_write):
                     os.close(fd)
+                with contextlib.suppress(OSError):
+                    os.nice(NICE)  # before the threads, which inherit it
                 self._n = first
                 self.counters = Counters()
                 self._lock = threading.Lock()
@@ -475,15 +520,22 @@ class Traffic:
         for fd in (pid_write, out_write, stop_read):
             os.close(fd)
         pids: list[int] = []
+        settled = [0]
 
         def read_pids() -> None:
             with os.fdopen(pid_read, "rb") as stream:
                 while chunk := stream.read(4):
                     if len(chunk) == 4:
-                        pids.append(struct.unpack("!i", chunk)[0])
+                        pid = struct.unpack("!i", chunk)[0]
+                        if pid:
+                            pids.append(pid)
+                        settled[0] += 1
 
         reader = threading.Thread(target=read_pids, daemon=True, name="traffic-pids")
         reader.start()
+        count = min(MAX_THREADS, len(model_list))
+        # A child that died closes the pipe, which ends the reader.
+        _await(lambda: settled[0] >= count or not reader.is_alive())
         try:
             yield pids
         finally:
@@ -499,6 +551,13 @@ class Traffic:
             else:  # the child died: its traffic is lost, which the report must say
                 text = f"background traffic process ended without a report (status {status})"
                 sink.append(Observed(None, text, action="connect", code_version=version, **where))
+
+
+def _await(done: Any, timeout: float = CONNECT_TIMEOUT_S) -> None:
+    """Wait until ``done()`` is true, at most ``timeout`` seconds."""
+    deadline = time.perf_counter() + timeout
+    while not done() and time.perf_counter() < deadline:
+        time.sleep(0.001)
 
 
 def relations(model_list: Sequence[type[models.Model]]) -> frozenset[tuple[str, str]]:
