@@ -177,13 +177,13 @@ def _psql(sql: str) -> None:
     )
 
 
-def plain_migrate() -> float:
-    """One plain ``migrate`` of the example's history into a new empty database."""
-    name = f"rollout_bench_plain_{uuid.uuid4().hex[:8]}"
+def _in_new_database(prefix: str, what: str, script: str, *args: str) -> dict[str, Any]:
+    """Run ``script`` against a new empty database; the JSON of its last line."""
+    name = f"rollout_bench_{prefix}_{uuid.uuid4().hex[:8]}"
     _psql(f'CREATE DATABASE "{name}"')
     try:
         proc = subprocess.run(
-            [sys.executable, "-c", ANCHOR],
+            [sys.executable, "-c", script, *args],
             cwd=EXAMPLE,
             env=_env(name),
             capture_output=True,
@@ -191,31 +191,21 @@ def plain_migrate() -> float:
             check=False,
         )
         if proc.returncode != 0:
-            raise SystemExit(f"plain migrate failed:\n{proc.stderr[-3000:]}")
-        return float(json.loads(proc.stdout.strip().splitlines()[-1])["migrate_s"])
-    finally:
-        _psql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-def fair_migrate(unit: list[list[str]], rows: int) -> dict[str, Any]:
-    """The unit applied over the same seeded rows, one migration at a time; see the doc."""
-    name = f"rollout_bench_fair_{uuid.uuid4().hex[:8]}"
-    _psql(f'CREATE DATABASE "{name}"')
-    try:
-        proc = subprocess.run(
-            [sys.executable, "-c", FAIR, json.dumps(unit), str(rows)],
-            cwd=EXAMPLE,
-            env=_env(name),
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        if proc.returncode != 0:
-            raise SystemExit(f"fair anchor failed:\n{proc.stderr[-3000:]}")
+            raise SystemExit(f"{what} failed:\n{proc.stderr[-3000:]}")
         doc: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
         return doc
     finally:
         _psql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def plain_migrate() -> float:
+    """One plain ``migrate`` of the example's history into a new empty database."""
+    return float(_in_new_database("plain", "plain migrate", ANCHOR)["migrate_s"])
+
+
+def fair_migrate(unit: list[list[str]], rows: int) -> dict[str, Any]:
+    """The unit applied over the same seeded rows, one migration at a time; see the doc."""
+    return _in_new_database("fair", "fair anchor", FAIR, json.dumps(unit), str(rows))
 
 
 def profile(rows: int, traffic: bool) -> dict[str, Any]:

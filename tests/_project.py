@@ -48,6 +48,22 @@ UNIQUE_BLANK = (
 HEADER = "from django.db import migrations, models\nimport django.db.models.deletion\n\n"
 
 
+def pg_settings(name: str = "rollout_never_created") -> dict[str, Any]:
+    """A ``DATABASES`` entry on the test server. A rehearsal makes its scratch database
+    beside ``name``, which need not exist."""
+    upper = {k.upper(): v for k, v in PG.items()}
+    return {"ENGINE": "django.db.backends.postgresql", "NAME": name, **upper}
+
+
+def judged_after_initial(app: str) -> str:
+    """``ROLLOUT`` settings whose baseline leaves only ``app``'s migrations after its
+    ``0001_initial`` to judge and to rehearse."""
+    return (
+        'ROLLOUT = {"start_after": {"contenttypes": "0002_remove_content_type_name",'
+        f' "auth": "0012_alter_user_first_name_max_length", "{app}": "0001_initial"}}}}'
+    )
+
+
 def migration(operations: str, dependencies: str = "[]", extra: str = "") -> str:
     """Return the text of a migration module."""
     body = textwrap.indent(textwrap.dedent(operations).strip(), " " * 8)

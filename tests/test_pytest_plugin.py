@@ -12,11 +12,18 @@ import sys
 import textwrap
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from tests._project import PG, TOKEN, UNIQUE_BLANK, Project, Result, migration
+from tests._project import (
+    TOKEN,
+    UNIQUE_BLANK,
+    Project,
+    Result,
+    judged_after_initial,
+    migration,
+    pg_settings,
+)
 
 NULLABLE = 'migrations.AddField("token", "uses", models.IntegerField(null=True))'
 
@@ -38,13 +45,10 @@ def _project(tmp_path: Path, second: str) -> Project:
         },
     )
     # The default alias's database is never created: the rehearsal only uses scratch ones.
-    database: dict[str, Any] = {"ENGINE": "django.db.backends.postgresql"}
-    database.update(NAME="rollout_never_created", **{k.upper(): v for k, v in PG.items()})
     project.configure(
         ["vault"],
-        database=database,
-        extra='ROLLOUT = {"start_after": {"contenttypes": "0002_remove_content_type_name",'
-        ' "auth": "0012_alter_user_first_name_max_length", "vault": "0001_initial"}}',
+        database=pg_settings(),
+        extra=judged_after_initial("vault"),
     )
     project.write("pytest.ini", "[pytest]\n")
     return project

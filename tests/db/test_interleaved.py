@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from tests._project import PG, Project, migration
+from tests._project import Project, judged_after_initial, migration, pg_settings
 
 SETTING = """\
 migrations.CreateModel(
@@ -54,13 +54,10 @@ def _project(tmp_path: Path) -> Project:
         models=MODELS,
     )
     project.write("conf/apps.py", APPS)
-    database = {"ENGINE": "django.db.backends.postgresql", "NAME": "rollout_never_created"}
-    database |= {k.upper(): v for k, v in PG.items()}
     project.configure(
         ["conf"],
-        database=database,
-        extra='ROLLOUT = {"start_after": {"contenttypes": "0002_remove_content_type_name",'
-        ' "auth": "0012_alter_user_first_name_max_length", "conf": "0001_initial"}}',
+        database=pg_settings(),
+        extra=judged_after_initial("conf"),
     )
     return project
 

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from django_rollout.db.locks import Statement, Tracer
-from tests._project import PG, Project, migration
+from tests._project import Project, judged_after_initial, migration, pg_settings
 
 TOKEN = """\
 migrations.CreateModel(
@@ -60,12 +60,10 @@ def _project(root: Path, rows: str, *changes: tuple[str, str]) -> Project:
         migrations[name] = "from django.contrib.postgres.operations import *\n" + text
         previous = name
     project.app("vault", migrations)
-    database = {"ENGINE": "django.db.backends.postgresql", "NAME": "rollout_never_created"}
     project.configure(
         ["vault"],
-        database={**database, **{k.upper(): v for k, v in PG.items()}},
-        extra='ROLLOUT = {"start_after": {"contenttypes": "0002_remove_content_type_name",'
-        ' "auth": "0012_alter_user_first_name_max_length", "vault": "0001_initial"}}',
+        database=pg_settings(),
+        extra=judged_after_initial("vault"),
     )
     return project
 

@@ -12,7 +12,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from tests._project import PG, Project, migration
+from tests._project import PG, Project, judged_after_initial, migration, pg_settings
 
 TOKEN = """\
 migrations.CreateModel(
@@ -42,14 +42,6 @@ SAFE: dict[str, str] = {
 }
 
 
-def _pg_settings(name: str = "rollout_never_created") -> dict[str, Any]:
-    return {"ENGINE": "django.db.backends.postgresql", "NAME": name, **_upper(PG)}
-
-
-def _upper(d: dict[str, Any]) -> dict[str, Any]:
-    return {k.upper(): v for k, v in d.items()}
-
-
 def _project(tmp_path: Path, second: str, database: dict[str, Any] | None = None) -> Project:
     project = Project(tmp_path)
     project.app(
@@ -61,9 +53,8 @@ def _project(tmp_path: Path, second: str, database: dict[str, Any] | None = None
     )
     project.configure(
         ["vault"],
-        database=database or _pg_settings(),
-        extra='ROLLOUT = {"start_after": {"contenttypes": "0002_remove_content_type_name",'
-        ' "auth": "0012_alter_user_first_name_max_length", "vault": "0001_initial"}}',
+        database=database or pg_settings(),
+        extra=judged_after_initial("vault"),
     )
     return project
 
@@ -190,7 +181,7 @@ def test_sqlite_is_never_safe_for_a_postgresql_production(tmp_path: Path) -> Non
 
 
 def test_unreachable_server_is_one_line_and_exit_2(tmp_path: Path) -> None:
-    project = _project(tmp_path, SAFE["nullable"], {**_pg_settings(), "PORT": 1})
+    project = _project(tmp_path, SAFE["nullable"], {**pg_settings(), "PORT": 1})
     result = project.run("--settings", project.settings, "rehearse")
     assert result.status == 2
     assert result.stderr.count("\n") == 1 and "scratch database" in result.stderr
@@ -218,9 +209,8 @@ def test_index_build_on_200000_rows_makes_traffic_wait_and_concurrent_twin_does_
         project.app("vault", {"0001_initial": migration(TOKEN), "0002_change": text})
         project.configure(
             ["vault"],
-            database=_pg_settings(),
-            extra='ROLLOUT = {"start_after": {"contenttypes": "0002_remove_content_type_name",'
-            ' "auth": "0012_alter_user_first_name_max_length", "vault": "0001_initial"}}',
+            database=pg_settings(),
+            extra=judged_after_initial("vault"),
         )
         result = project.run(
             "--settings",
@@ -252,9 +242,8 @@ def _three(tmp_path: Path, second: str, third: str) -> Project:
     )
     project.configure(
         ["vault"],
-        database=_pg_settings(),
-        extra='ROLLOUT = {"start_after": {"contenttypes": "0002_remove_content_type_name",'
-        ' "auth": "0012_alter_user_first_name_max_length", "vault": "0001_initial"}}',
+        database=pg_settings(),
+        extra=judged_after_initial("vault"),
     )
     return project
 

@@ -16,12 +16,17 @@ from typing import Any
 
 import pytest
 
-from tests._project import TOKEN, UNIQUE_BLANK, Project, migration, pg_url, scratch_database
-
-BASELINE = (
-    'ROLLOUT = {"start_after": {"contenttypes": "0002_remove_content_type_name",'
-    ' "auth": "0012_alter_user_first_name_max_length", "vault": "0001_initial"}}'
+from tests._project import (
+    TOKEN,
+    UNIQUE_BLANK,
+    Project,
+    judged_after_initial,
+    migration,
+    pg_url,
+    scratch_database,
 )
+
+BASELINE = judged_after_initial("vault")
 
 
 def _clusters() -> set[str]:

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _project import PG, Project, migration
+from _project import Project, judged_after_initial, migration, pg_settings
 
 from django_rollout.api import Report
 from django_rollout.findings import Finding, Location, Severity
@@ -75,12 +75,10 @@ def _project(root: Path) -> Project:
             "0003_checksum": migration(CHECKSUM, '[("vault", "0002_tag")]'),
         },
     )
-    database = {"ENGINE": "django.db.backends.postgresql", "NAME": "rollout_never_created"}
     project.configure(
         ["vault"],
-        database={**database, **{k.upper(): v for k, v in PG.items()}},
-        extra='ROLLOUT = {"start_after": {"contenttypes": "0002_remove_content_type_name",'
-        ' "auth": "0012_alter_user_first_name_max_length", "vault": "0001_initial"}}',
+        database=pg_settings(),
+        extra=judged_after_initial("vault"),
     )
     return project
 
