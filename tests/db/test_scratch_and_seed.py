@@ -307,3 +307,83 @@ def test_background_child_that_dies_is_reported_not_lost_silently() -> None:
             assert pids == []
     assert [o.action for o in sink] == ["connect"]
     assert "without a report" in sink[0].message and sink[0].code_version == "old"
+
+
+def _tables(shares: list[list[Any]]) -> list[list[str]]:
+    return [[m._meta.db_table for m in share] for share in shares]
+
+
+def test_background_sessions_are_dealt_evenly_when_the_migration_runs_code() -> None:
+    from django_rollout.db.traffic import session_shares
+
+    everything = list(state().apps.get_models())
+    shares = _tables(session_shares(everything, None))
+    assert sorted(t for share in shares for t in share) == sorted(
+        m._meta.db_table for m in everything
+    )
+    assert len(shares) == len(everything)
+
+
+def test_background_sessions_crowd_the_tables_the_migration_locks() -> None:
+    """Every table of S0 keeps traffic; the locked one, and the tables whose foreign keys
+    point at it, get sessions of their own."""
+    from django_rollout.db.traffic import COLD_SESSIONS, HOT_SESSIONS, session_shares
+
+    everything = list(state().apps.get_models())
+    shares = _tables(session_shares(everything, frozenset({"seedapp_tag"})))
+    near = {"seedapp_tag", "seedapp_producttag"}  # the product-tag rows point at tags
+    hot = [share for share in shares if set(share) <= near]
+    assert sorted(map(tuple, hot)) == sorted([(t,) for t in near] * HOT_SESSIONS)
+    cold = [share for share in shares if share not in hot]
+    assert len(cold) == COLD_SESSIONS
+    assert sorted(t for share in cold for t in share) == sorted(
+        {m._meta.db_table for m in everything} - near
+    )
+
+
+def test_background_sessions_when_no_locked_table_is_in_s0_or_too_many_are(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from django_rollout.db import traffic
+
+    everything = list(state().apps.get_models())
+    tables = sorted(m._meta.db_table for m in everything)
+    # A table the migration creates: nothing of S0 is near it, all of S0 shares the rest.
+    only_cold = _tables(traffic.session_shares(everything, frozenset({"seedapp_new"})))
+    assert len(only_cold) == traffic.COLD_SESSIONS
+    assert sorted(t for share in only_cold for t in share) == tables
+    # More models near the lock than sessions: each still has one, none is left out.
+    monkeypatch.setattr(traffic, "MAX_THREADS", 3)
+    crowded = _tables(traffic.session_shares(everything, frozenset(tables)))
+    assert len(crowded) == 3
+    assert sorted(t for share in crowded for t in share) == tables
+
+
+def test_operation_tables_include_the_tables_foreign_keys_point_at() -> None:
+    from django_rollout.db.rehearse import _operation_tables
+
+    before = state()
+    migration = migrations.Migration("0002_x", "seedapp")
+    migration.operations = [
+        migrations.CreateModel(
+            "Review",
+            [
+                ("id", models.BigAutoField(primary_key=True)),
+                ("product", models.ForeignKey("seedapp.product", models.CASCADE)),
+            ],
+        ),
+        migrations.DeleteModel("ProductTag"),
+        migrations.RemoveField("product", "category"),
+        migrations.AddField("tag", "parent", models.ForeignKey("seedapp.category", models.CASCADE)),
+        migrations.AddIndex("tag", models.Index(fields=["label"], name="tag_label_idx")),
+        migrations.RunPython(migrations.RunPython.noop),
+    ]
+    tables = _operation_tables(migration, before)
+    assert tables == {
+        0: frozenset({"seedapp_review", "seedapp_product"}),
+        1: frozenset({"seedapp_producttag", "seedapp_product", "seedapp_tag"}),
+        2: frozenset({"seedapp_product", "seedapp_category"}),
+        3: frozenset({"seedapp_tag", "seedapp_category"}),
+        4: frozenset({"seedapp_tag"}),
+        5: None,
+    }

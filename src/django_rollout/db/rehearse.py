@@ -294,7 +294,7 @@ def _run_step(
     try:
         with ExitStack() as around:
             pids = (
-                around.enter_context(traffic.background(old_models, "old", where, sink))
+                around.enter_context(traffic.background(old_models, "old", where, sink, _hot(step)))
                 if background
                 else []
             )
@@ -488,6 +488,32 @@ def _real_models(state: ProjectState) -> list[type[models.Model]]:
     return [m for m in _models(apps) if m._meta.db_table in tables]
 
 
+def _fields_of(op: Any, app_label: str, state: ProjectState) -> list[Any]:
+    """The fields an operation adds, alters or drops (a dropped one as the state had it)."""
+    from django.db import migrations as ops
+
+    if isinstance(op, ops.CreateModel):
+        return [f for _, f in op.fields]
+    if getattr(op, "field", None) is not None:  # RemoveField has one, None
+        return [op.field]
+    name = getattr(op, "model_name", None) or getattr(op, "name", None)
+    model = state.models.get((app_label, str(name).lower())) if name else None
+    if model is None:
+        return []
+    if isinstance(op, ops.DeleteModel):
+        return list(model.fields.values())
+    if isinstance(op, ops.RemoveField):
+        return [f for name, f in model.fields.items() if name == op.name]
+    return []
+
+
+def _hot(step: Step) -> frozenset[str] | None:
+    """The tables the step's operations work on; None when one of them runs code."""
+    if any(tables is None for tables in step.tables.values()):
+        return None
+    return frozenset(t for tables in step.tables.values() if tables for t in tables)
+
+
 def _operation_tables(
     migration: Migration, state: ProjectState
 ) -> dict[int, frozenset[str] | None]:
@@ -513,12 +539,13 @@ def _operation_tables(
         if isinstance(op, ops.RenameModel):
             names |= {op.old_name, op.new_name}
         found = {t for t in (table_of(n) for n in names) if t}
-        field_obj = getattr(op, "field", None)
-        remote = getattr(field_obj, "remote_field", None)
-        if remote is not None and isinstance(remote.model, str) and "." in remote.model:
-            app, model = remote.model.split(".", 1)
-            target = state.models.get((app, model.lower()))
-            if target is not None:
-                found.add(str(target.options.get("db_table") or f"{app}_{model.lower()}"))
+        # The tables its foreign keys point at: adding or dropping one locks them too.
+        for field_obj in _fields_of(op, migration.app_label, state):
+            remote = getattr(field_obj, "remote_field", None)
+            if remote is not None and isinstance(remote.model, str) and "." in remote.model:
+                app, model = remote.model.split(".", 1)
+                target = state.models.get((app, model.lower()))
+                if target is not None:
+                    found.add(str(target.options.get("db_table") or f"{app}_{model.lower()}"))
         out[i] = frozenset(found) if found else None
     return out

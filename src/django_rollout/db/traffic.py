@@ -37,6 +37,10 @@ PAUSE_S = 0.002
 MAX_THREADS = 16
 # Row numbers a forked background phase may use; the parent goes on past them.
 ROWS_PER_BACKGROUND = 100_000
+# With the tables a migration works on known: sessions on each of them, and sessions that
+# cycle through every other table of S0 (see ``session_shares``).
+HOT_SESSIONS = 2
+COLD_SESSIONS = 2
 # How long ``background`` waits for its sessions to connect before the block runs anyway.
 CONNECT_TIMEOUT_S = 10.0
 # The forked traffic process's niceness: see ``Traffic.background``.
@@ -373,10 +377,12 @@ class Traffic:
         version: str,
         where: dict[str, Any],
         sink: list[Observed],
+        hot: frozenset[str] | None = None,
     ) -> Iterator[list[int]]:
-        """Run ``round`` in sessions of their own (one per model, at most ``MAX_THREADS``,
-        each cycling through its share) until the block ends; errors go to ``sink`` (the
-        first of each kind), the sessions' backend pids are yielded for the probe. The block
+        """Run ``round`` in sessions of their own (each cycling through its share of the
+        models, ``session_shares``: ``hot`` are the tables the migration works on, None when
+        it runs code) until the block ends; errors go to ``sink`` (the first of each kind),
+        the sessions' backend pids are yielded for the probe. The block
         starts once every session has connected (or failed to): a migration of a few
         milliseconds would otherwise run before any traffic does, beside a storm of
         connections that is the harness's, not production's.
@@ -394,7 +400,8 @@ class Traffic:
             stop = threading.Event()
             pids: list[int] = []
             settled: list[int] = []
-            threads = self._sessions(model_list, version, where, stop, pids, sink, settled.append)
+            shares = session_shares(model_list, hot)
+            threads = self._sessions(shares, version, where, stop, pids, sink, settled.append)
             _await(lambda: len(settled) >= len(threads))
             try:
                 yield pids
@@ -403,12 +410,12 @@ class Traffic:
                 for thread in threads:
                     thread.join(timeout=30)
             return
-        with self._forked(model_list, version, where, sink) as pids:
+        with self._forked(session_shares(model_list, hot), version, where, sink) as pids:
             yield pids
 
     def _sessions(
         self,
-        model_list: Sequence[type[models.Model]],
+        shares: Sequence[Sequence[type[models.Model]]],
         version: str,
         where: dict[str, Any],
         stop: threading.Event,
@@ -455,12 +462,9 @@ class Traffic:
                         connected(0)  # no session: nothing to wait for
                 connections[self.alias].close()
 
-        count = min(MAX_THREADS, len(model_list))
         threads = [
-            threading.Thread(
-                target=loop, args=(model_list[i::count],), daemon=True, name=f"traffic-{version}"
-            )
-            for i in range(count)
+            threading.Thread(target=loop, args=(share,), daemon=True, name=f"traffic-{version}")
+            for share in shares
         ]
         for thread in threads:
             thread.start()
@@ -469,7 +473,7 @@ class Traffic:
     @contextmanager
     def _forked(
         self,
-        model_list: Sequence[type[models.Model]],
+        shares: Sequence[Sequence[type[models.Model]]],
         version: str,
         where: dict[str, Any],
         sink: list[Observed],
@@ -498,7 +502,7 @@ class Traffic:
                 seen_pids: list[int] = []
                 found: list[Observed] = []
                 threads = self._sessions(
-                    model_list,
+                    shares,
                     version,
                     where,
                     stop,
@@ -533,9 +537,8 @@ class Traffic:
 
         reader = threading.Thread(target=read_pids, daemon=True, name="traffic-pids")
         reader.start()
-        count = min(MAX_THREADS, len(model_list))
         # A child that died closes the pipe, which ends the reader.
-        _await(lambda: settled[0] >= count or not reader.is_alive())
+        _await(lambda: settled[0] >= len(shares) or not reader.is_alive())
         try:
             yield pids
         finally:
@@ -558,6 +561,44 @@ def _await(done: Any, timeout: float = CONNECT_TIMEOUT_S) -> None:
     deadline = time.perf_counter() + timeout
     while not done() and time.perf_counter() < deadline:
         time.sleep(0.001)
+
+
+def session_shares(
+    model_list: Sequence[type[models.Model]], hot: frozenset[str] | None = None
+) -> list[list[type[models.Model]]]:
+    """The models each background session cycles through, one list per session.
+
+    ``hot``: the tables the migration works on, or None when it runs code (any table). With
+    None, the models are dealt out evenly over at most ``MAX_THREADS`` sessions. Otherwise
+    every table of S0 still has traffic, but not the same: each model on a hot table, or
+    with a foreign key to one (its writes lock the referenced row, so they wait behind a
+    lock on the hot table), has ``HOT_SESSIONS`` sessions of its own, and the other models
+    share ``COLD_SESSIONS`` sessions. A table the migration locks then sees writes without
+    pause, instead of one visit in a cycle through the share of a session, and the harness
+    does not load the server with traffic on tables nothing locks (on a small machine that
+    load slowed the migration more than the waits it was there to show).
+    """
+    if hot is None:
+        count = min(MAX_THREADS, len(model_list))
+        return [list(model_list[i::count]) for i in range(count)]
+
+    def touched(model: type[models.Model]) -> bool:
+        if model._meta.db_table in hot:
+            return True
+        return any(
+            f.is_relation and f.related_model is not None and f.related_model._meta.db_table in hot
+            for f in model._meta.concrete_fields
+        )
+
+    near = [m for m in model_list if touched(m)]
+    rest = [m for m in model_list if not touched(m)]
+    cold = min(COLD_SESSIONS, len(rest))
+    count = min(MAX_THREADS - cold, HOT_SESSIONS * len(near))
+    if count >= len(near):
+        shares = [[near[i % len(near)]] for i in range(count)]
+    else:
+        shares = [near[i::count] for i in range(count)]
+    return shares + [rest[i::cold] for i in range(cold)]
 
 
 def relations(model_list: Sequence[type[models.Model]]) -> frozenset[tuple[str, str]]:
