@@ -574,9 +574,8 @@ def session_shares(
     with a foreign key to one (its writes lock the referenced row, so they wait behind a
     lock on the hot table), has ``HOT_SESSIONS`` sessions of its own, and the other models
     share ``COLD_SESSIONS`` sessions. A table the migration locks then sees writes without
-    pause, instead of one visit in a cycle through the share of a session, and the harness
-    does not load the server with traffic on tables nothing locks (on a small machine that
-    load slowed the migration more than the waits it was there to show).
+    pause, instead of one visit in a cycle through the share of a session, and less of the
+    server goes to traffic on tables nothing locks (``benchmarks/README.md``, session 9).
     """
     if hot is None:
         count = min(MAX_THREADS, len(model_list))
