@@ -387,3 +387,65 @@ def test_operation_tables_include_the_tables_foreign_keys_point_at() -> None:
         4: frozenset({"seedapp_tag"}),
         5: None,
     }
+
+
+def test_a_row_inserted_behind_the_orms_cascade_is_the_traffics_own_race() -> None:
+    """A session deletes a category it made; after the ORM has collected what to cascade
+    (nothing) and before the DELETE, another session inserts a product pointing at it (the
+    pre_delete signal times it). The DELETE then violates the foreign key. The code knows
+    the relation and cascades along it: a race of the traffic's own, not reported."""
+    from django.db.models.signals import pre_delete
+
+    from django_rollout.db.traffic import Traffic
+
+    apps = state().apps
+    category, product = apps.get_model("seedapp", "Category"), apps.get_model("seedapp", "Product")
+    with scratch_database(SOURCE) as scratch:
+        connection = connections[scratch.alias]
+        with connection.schema_editor() as editor:
+            for model in apps.get_models():
+                editor.create_model(model)
+        doomed = category.objects.using(scratch.alias).create(code="zz", name="doomed")
+        params = connection.get_connection_params()
+
+        def insert_behind(**kwargs: Any) -> None:
+            with psycopg.connect(**params, autocommit=True) as other:
+                other.execute(
+                    "INSERT INTO seedapp_product (category_id, sku, price, active, created,"
+                    " meta, uid, stock) SELECT %s, 'race', 1, false, now(), '{}',"
+                    " gen_random_uuid(), 0",
+                    [doomed.pk],
+                )
+
+        pre_delete.connect(insert_behind, sender=category, weak=False)
+        try:
+            rows = category.objects.using(scratch.alias).filter(pk=doomed.pk)
+            assert Traffic(scratch.alias)._delete_own(category, rows) is None
+        finally:
+            pre_delete.disconnect(insert_behind, sender=category)
+        assert category.objects.using(scratch.alias).filter(pk=doomed.pk).exists()
+        assert product.objects.using(scratch.alias).filter(category_id=doomed.pk).exists()
+
+
+def test_only_a_relation_the_orm_carries_out_makes_a_delete_violation_a_race() -> None:
+    from django_rollout.db.traffic import _handled_on_delete
+
+    apps = state().apps
+    category = apps.get_model("seedapp", "Category")
+    assert _handled_on_delete(category, "seedapp_product")  # CASCADE, known to this code
+    assert not _handled_on_delete(category, "seedapp_tag")  # no relation to it: the deploy's
+    assert not _handled_on_delete(category, None)
+    loose = ProjectState()
+    for op in (
+        migrations.CreateModel("Category", [("id", models.BigAutoField(primary_key=True))]),
+        migrations.CreateModel(
+            "Product",
+            [
+                ("id", models.BigAutoField(primary_key=True)),
+                ("category", models.ForeignKey("seedapp.category", models.DO_NOTHING)),
+            ],
+        ),
+    ):
+        op.state_forwards("seedapp", loose)
+    # DO_NOTHING leaves the rows to the database: its refusal is news (C109's kind).
+    assert not _handled_on_delete(loose.apps.get_model("seedapp", "Category"), "seedapp_product")
