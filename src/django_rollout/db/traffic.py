@@ -333,7 +333,7 @@ class Traffic:
         return False
 
     def _delete_own(self, model: type[models.Model], rows: Any) -> Any:
-        """Delete rows this session made. A foreign key violation from a table whose
+        """Delete rows this session made. A foreign key violation through a column whose
         relation to ``model`` this code knows, with an ``on_delete`` the ORM carries out
         (cascade, protect, set null, ...), is a race of the traffic's own: another session
         inserted a row pointing at one of them after the ORM had collected what to cascade,
@@ -343,9 +343,24 @@ class Traffic:
             return rows.delete()
         except IntegrityError as exc:
             found = observe(exc)
-            if found.sqlstate == "23503" and _handled_on_delete(model, found.table):
+            if found.sqlstate != "23503" or found.constraint is None:
+                raise
+            if _handled_on_delete(model, found.table, self._columns(found.constraint)):
                 return None
             raise
+
+    def _columns(self, constraint: str) -> frozenset[str]:
+        """The referencing columns of the foreign key constraint named ``constraint``."""
+        from django.db import connections
+
+        with connections[self.alias].cursor() as cursor:
+            cursor.execute(
+                "SELECT a.attname FROM pg_constraint c JOIN pg_attribute a"
+                " ON a.attrelid = c.conrelid AND a.attnum = ANY(c.conkey)"
+                " WHERE c.conname = %s AND c.contype = 'f'",
+                [constraint],
+            )
+            return frozenset(str(row[0]) for row in cursor.fetchall())
 
     def _transient_in(self, table: str) -> set[Any]:
         with self._lock:
@@ -580,14 +595,17 @@ def _await(done: Any, timeout: float = CONNECT_TIMEOUT_S) -> None:
         time.sleep(0.001)
 
 
-def _handled_on_delete(model: type[models.Model], table: str | None) -> bool:
-    """Whether ``model``'s code has a relation from ``table`` to it whose ``on_delete`` the
-    ORM carries out before the delete (anything but ``DO_NOTHING``)."""
+def _handled_on_delete(
+    model: type[models.Model], table: str | None, columns: frozenset[str]
+) -> bool:
+    """Whether ``model``'s code has a relation from ``columns`` of ``table`` to it whose
+    ``on_delete`` the ORM carries out before the delete (anything but ``DO_NOTHING``)."""
     if table is None:
         return False
     target = model._meta.db_table
     return any(
         f.is_relation
+        and f.column in columns
         and f.related_model is not None
         and f.related_model._meta.db_table == target
         and f.remote_field.on_delete is not models.DO_NOTHING
