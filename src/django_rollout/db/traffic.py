@@ -414,8 +414,8 @@ class Traffic:
         """Run ``round`` in sessions of their own (each cycling through its share of the
         models, ``session_shares``: ``hot`` are the tables the migration works on, None when
         it runs code) until the block ends; errors go to ``sink`` (the first of each kind),
-        the sessions' backend pids are yielded for the probe. The block
-        starts once every session has connected (or failed to): a migration of a few
+        the sessions' backend pids are yielded for the probe. The block starts once every
+        session has connected (or failed to): a migration of a few
         milliseconds would otherwise run before any traffic does, beside a storm of
         connections that is the harness's, not production's.
 
@@ -642,7 +642,7 @@ def session_shares(
         )
 
     near = [m for m in model_list if touched(m)]
-    rest = [m for m in model_list if not touched(m)]
+    rest = [m for m in model_list if m not in near]
     cold = min(COLD_SESSIONS, len(rest))
     count = min(MAX_THREADS - cold, HOT_SESSIONS * len(near))
     if count >= len(near):
