@@ -12,6 +12,7 @@ from django.db import migrations
 from django.db.migrations.operations.base import Operation
 
 from django_rollout.findings import Finding, Severity
+from django_rollout.graph.code import get_model_key
 from django_rollout.graph.context import OperationContext
 from django_rollout.graph.model import ModelKey, ModelView, related_key, view
 from django_rollout.graph.runsql import SqlAction, parse_sql_safe
@@ -89,26 +90,6 @@ def _string(node: ast.expr | None) -> str | None:
     return None
 
 
-def _get_model_key(call: ast.expr) -> ModelKey | None:
-    """Return the key of ``apps.get_model("app", "Model")`` / ``("app.Model")``."""
-    if not (
-        isinstance(call, ast.Call)
-        and isinstance(call.func, ast.Attribute)
-        and call.func.attr == "get_model"
-    ):
-        return None
-    args = [_string(a) for a in call.args]
-    kwargs = {k.arg: _string(k.value) for k in call.keywords if k.arg}
-    app, model = (args + [None, None])[:2]
-    app = app or kwargs.get("app_label")
-    model = model or kwargs.get("model_name")
-    if app and not model and "." in app:
-        app, _, model = app.partition(".")
-    if not app or not model:
-        return None
-    return (app, model.lower())
-
-
 def _strings(node: ast.expr | None) -> tuple[str, ...] | None:
     if isinstance(node, ast.List | ast.Tuple | ast.Set):
         values = [_string(e) for e in node.elts]
@@ -128,7 +109,7 @@ def _python_writes(tree: ast.AST, first_line: int) -> list[Write]:
 
     for node in ast.walk(tree):
         if isinstance(node, ast.Assign):
-            key = _get_model_key(node.value)
+            key = get_model_key(node.value)
             for target in node.targets:
                 if isinstance(target, ast.Name) and key is not None:
                     models[target.id] = key

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 from django.db import migrations
 
+from django_rollout.graph.code import class_key, get_model_key
 from django_rollout.graph.context import OperationContext
 from django_rollout.graph.model import ModelKey
 from django_rollout.graph.source import function_source
@@ -162,18 +163,7 @@ class _Reader(ast.NodeVisitor):
             return self.models[name]
         if name in self.querysets:
             return self._model_of(self.querysets[name][0])
-        return self._by_class_name(name)
-
-    def _by_class_name(self, name: str) -> ModelKey | None:
-        # A class name, as imported: ``Product``, never the ``product`` of a loop variable.
-        state = self.unit.state.models
-        matches: list[ModelKey] = [
-            key for key in state if key[1] == name.lower() and state[key].name == name
-        ]
-        for key in matches:
-            if key[0] == self.ctx.app_label:
-                return key
-        return matches[0] if matches else None
+        return class_key(name, self.unit.state.models, self.ctx.app_label)
 
     def _qs_narrowing(self, node: ast.AST) -> str | None:
         root = _root(node)
@@ -209,7 +199,7 @@ class _Reader(ast.NodeVisitor):
 
     def visit_Assign(self, node: ast.Assign) -> None:
         value = node.value
-        key = self._get_model(value)
+        key = get_model_key(value)
         for target in node.targets:
             if not isinstance(target, ast.Name):
                 continue
@@ -220,21 +210,6 @@ class _Reader(ast.NodeVisitor):
                 self.querysets[target.id] = (model_name, self._qs_narrowing(value))
                 self.filtered_on[target.id] = self._lookups(value)
         self.generic_visit(node)
-
-    def _get_model(self, node: ast.AST) -> ModelKey | None:
-        if not (
-            isinstance(node, ast.Call)
-            and isinstance(node.func, ast.Attribute)
-            and node.func.attr == "get_model"
-        ):
-            return None
-        args = [a.value for a in node.args if isinstance(a, ast.Constant)]
-        if len(args) == 2 and all(isinstance(a, str) for a in args):
-            return (str(args[0]), str(args[1]).lower())
-        if len(args) == 1 and isinstance(args[0], str) and "." in args[0]:
-            app, _, name = args[0].partition(".")
-            return (app, name.lower())
-        return None
 
     # reads and writes ---------------------------------------------------------------------
     def _touch(self, key: ModelKey | None, write: bool) -> None:
