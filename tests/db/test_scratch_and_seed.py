@@ -389,6 +389,39 @@ def test_operation_tables_include_the_tables_foreign_keys_point_at() -> None:
     }
 
 
+def _reprice(apps: Any, schema_editor: Any) -> None:
+    Product = apps.get_model("seedapp", "Product")
+    Product.objects.filter(price__lt=1).update(price=1)
+
+
+def _by_hand(apps: Any, schema_editor: Any) -> None:
+    schema_editor.execute("UPDATE seedapp_tag SET label = lower(label)")
+
+
+def test_traffic_crowds_the_tables_a_data_migrations_code_names() -> None:
+    from django_rollout.db.rehearse import Step, _hot, _operation_tables
+
+    before = state()
+    migration = migrations.Migration("0002_x", "seedapp")
+    migration.operations = [
+        migrations.RunPython(_reprice),
+        migrations.AddIndex("tag", models.Index(fields=["label"], name="tag_label_idx")),
+    ]
+    step = Step("seedapp", "0002_x")
+    step.tables = _operation_tables(migration, before)
+    assert step.tables[0] is None  # for matching findings, code still reaches any table
+    # The model it names, and the table its foreign key points at.
+    assert _hot(step, migration, before) == {"seedapp_product", "seedapp_category", "seedapp_tag"}
+
+    # Code that reaches past its models: every table, dealt evenly.
+    migration.operations = [migrations.RunPython(_by_hand), *migration.operations[1:]]
+    step.tables = _operation_tables(migration, before)
+    assert _hot(step, migration, before) is None
+    migration.operations = [migrations.RunSQL("UPDATE seedapp_tag SET label = 'x'")]
+    step.tables = _operation_tables(migration, before)
+    assert _hot(step, migration, before) is None
+
+
 def test_a_row_inserted_behind_the_orms_cascade_is_the_traffics_own_race() -> None:
     """A session deletes a category it made; after the ORM has collected what to cascade
     (nothing) and before the DELETE, another session inserts a product pointing at it (the

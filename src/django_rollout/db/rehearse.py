@@ -38,6 +38,7 @@ from django_rollout.db.locks import Probe, Statement, Tracer
 from django_rollout.db.scratch import Scratch, scratch_database
 from django_rollout.db.seed import in_dependency_order, top_up
 from django_rollout.db.traffic import Observed, Traffic, backend_pid, observe, relations
+from django_rollout.graph.code import models_named
 
 Progress = Callable[[str], None]
 # Row numbers of the adversary's rows: beyond the seeded ones, before traffic's.
@@ -294,7 +295,9 @@ def _run_step(
     try:
         with ExitStack() as around:
             pids = (
-                around.enter_context(traffic.background(old_models, "old", where, sink, _hot(step)))
+                around.enter_context(
+                    traffic.background(old_models, "old", where, sink, _hot(step, migration, state))
+                )
                 if background
                 else []
             )
@@ -507,11 +510,50 @@ def _fields_of(op: Any, app_label: str, state: ProjectState) -> list[Any]:
     return []
 
 
-def _hot(step: Step) -> frozenset[str] | None:
-    """The tables the step's operations work on; None when one of them runs code."""
-    if any(tables is None for tables in step.tables.values()):
+def _hot(step: Step, migration: Migration, state: ProjectState) -> frozenset[str] | None:
+    """The tables the background traffic crowds while ``migration`` applies: those its
+    operations work on and, for a ``RunPython``, those its code names (``models_named``)
+    with the tables their foreign keys point at. None when an operation runs code that
+    cannot be read that far, or SQL: any table."""
+    hot: set[str] = set()
+    for i, tables in step.tables.items():
+        if tables is None:
+            tables = _code_tables(migration.operations[i], migration.app_label, state)
+            if tables is None:
+                return None
+        hot |= tables
+    return frozenset(hot)
+
+
+def _code_tables(op: Any, app_label: str, state: ProjectState) -> frozenset[str] | None:
+    from django.db import migrations as ops
+
+    if not isinstance(op, ops.RunPython):
         return None
-    return frozenset(t for tables in step.tables.values() if tables for t in tables)
+    named = models_named(op.code, app_label, state.models)
+    if named is None:
+        return None
+    known = [key for key in named if key in state.models]
+    fields = [f for key in known for f in state.models[key].fields.values()]
+    return frozenset({_db_table(state, key) for key in known} | _targets(fields, state))
+
+
+def _db_table(state: ProjectState, key: tuple[str, str]) -> str:
+    model = state.models.get(key)
+    table = model.options.get("db_table") if model is not None else None
+    return str(table or f"{key[0]}_{key[1]}")
+
+
+def _targets(fields: Sequence[Any], state: ProjectState) -> set[str]:
+    """The tables the foreign keys among ``fields`` point at (in ``state``)."""
+    found: set[str] = set()
+    for field_obj in fields:
+        remote = getattr(field_obj, "remote_field", None)
+        if remote is not None and isinstance(remote.model, str) and "." in remote.model:
+            app, model = remote.model.split(".", 1)
+            if (app, model.lower()) in state.models:
+                found.add(_db_table(state, (app, model.lower())))
+    return found
 
 
 def _operation_tables(
@@ -523,12 +565,7 @@ def _operation_tables(
     out: dict[int, frozenset[str] | None] = {}
 
     def table_of(name: str | None) -> str | None:
-        if not name:
-            return None
-        model = state.models.get((migration.app_label, name.lower()))
-        if model is None:
-            return f"{migration.app_label}_{name.lower()}"
-        return str(model.options.get("db_table") or f"{migration.app_label}_{name.lower()}")
+        return _db_table(state, (migration.app_label, name.lower())) if name else None
 
     for i, op in enumerate(migration.operations):
         if isinstance(op, ops.RunPython | ops.RunSQL | ops.SeparateDatabaseAndState):
@@ -540,12 +577,6 @@ def _operation_tables(
             names |= {op.old_name, op.new_name}
         found = {t for t in (table_of(n) for n in names) if t}
         # The tables its foreign keys point at: adding or dropping one locks them too.
-        for field_obj in _fields_of(op, migration.app_label, state):
-            remote = getattr(field_obj, "remote_field", None)
-            if remote is not None and isinstance(remote.model, str) and "." in remote.model:
-                app, model = remote.model.split(".", 1)
-                target = state.models.get((app, model.lower()))
-                if target is not None:
-                    found.add(str(target.options.get("db_table") or f"{app}_{model.lower()}"))
+        found |= _targets(_fields_of(op, migration.app_label, state), state)
         out[i] = frozenset(found) if found else None
     return out
