@@ -104,6 +104,41 @@ def test_samples_the_locks_of_statements_in_non_atomic_migrations(tmp_path: Path
     assert all(lock["sampled"] for lock in alter["locks"])
 
 
+def test_long_dml_in_autocommit_is_sampled_at_the_probes_pace(tmp_path: Path) -> None:
+    # Plain DML gets no sample of its own at its start (a row-by-row data migration runs
+    # thousands); one that runs longer than an interval is still seen.
+    update = "migrations.RunSQL(\"UPDATE vault_token SET name = name || 'x'\")"
+    doc = _rehearse(_project(tmp_path, DISTINCT, (update, NOT_ATOMIC)))
+    [step] = doc["steps"]
+    [statement] = [s for s in step["statements"] if s["sql"].startswith("UPDATE")]
+    assert statement["duration_ms"] > 50
+    assert ("vault_token", "RowExclusiveLock") in {
+        (lock["relation"], lock["mode"]) for lock in statement["locks"] if lock["sampled"]
+    }
+
+
+@pytest.mark.parametrize(
+    ("sql", "dml"),
+    [
+        ('UPDATE "t" SET "a" = 1 WHERE "id" = 2', True),
+        ("  select 1", True),
+        ("(SELECT 1) UNION (SELECT 2)", True),
+        ("WITH moved AS (DELETE FROM t RETURNING *) INSERT INTO u SELECT * FROM moved", True),
+        ('INSERT INTO "t" ("a") VALUES (1)', True),
+        ("DELETE FROM t", True),
+        ('ALTER TABLE "t" ADD COLUMN "b" integer NULL', False),
+        ('CREATE INDEX CONCURRENTLY "i" ON "t" ("a")', False),
+        ("LOCK TABLE t IN ACCESS EXCLUSIVE MODE", False),
+        ("VACUUM t", False),
+        ("", False),
+    ],
+)
+def test_plain_dml_is_told_from_statements_that_take_stronger_locks(sql: str, dml: bool) -> None:
+    from django_rollout.db.locks import _is_dml
+
+    assert _is_dml(sql) is dml
+
+
 @pytest.mark.parametrize("traffic", ["traffic", "no-traffic"])
 def test_failed_statement_keeps_the_locks_it_took_before_failing(
     tmp_path: Path, traffic: str

@@ -10,7 +10,9 @@ PostgreSQL, the locks are those of relations (tables) in user schemas, and they 
 * Sampled, for a statement in autocommit (a migration with ``atomic = False``, ``CREATE
   INDEX CONCURRENTLY``), which commits before the session could read anything: while it
   runs, ``Probe`` reads ``pg_locks`` for the migrating backend's pid every
-  ``PROBE_INTERVAL_S``. Such locks carry ``sampled``; their ``held_ms`` runs from the first
+  ``PROBE_INTERVAL_S``, and once as it starts unless it is plain DML (``SELECT``,
+  ``INSERT``, ``UPDATE``, ``DELETE``: table locks no statement of the application waits
+  for). Such locks carry ``sampled``; their ``held_ms`` runs from the first
   sample that saw the lock to the first that no longer did, or to the statement's end. A
   lock held for less than one interval can be missed.
 * Sampled, for a statement that fails inside a transaction: PostgreSQL releases an aborted
@@ -58,6 +60,10 @@ SELECT EXISTS (
 """
 
 Held = list[tuple[str, str]]  # (relation, mode)
+# Statements whose table locks (ACCESS SHARE, ROW SHARE, ROW EXCLUSIVE) conflict with no
+# statement the application runs: an autocommit one is sampled at the probe's pace, not
+# with a sample of its own at once (a row-by-row data migration runs thousands).
+_DML = frozenset({"SELECT", "INSERT", "UPDATE", "DELETE", "WITH", "MERGE", "VALUES"})
 
 
 @dataclass
@@ -148,7 +154,7 @@ class Tracer:
             self.statements.append(statement)
             if self.trace_locks:
                 self._running, self._seen = (statement, start, autocommit), {}
-        if self.trace_locks and autocommit and self.probe is not None:
+        if self.trace_locks and autocommit and self.probe is not None and not _is_dml(sql):
             self.probe.wake()  # a first sample now, not an interval later
         try:
             result = execute(sql, params, many, context)
@@ -217,6 +223,11 @@ class Tracer:
         for lock, since in self._held.values():
             lock.held_ms = (now - since) * 1000
         self._held.clear()
+
+
+def _is_dml(sql: str) -> bool:
+    words = sql.lstrip(" \t\n(").split(None, 1)
+    return bool(words) and words[0].upper() in _DML
 
 
 def _text(sql: str, params: Any) -> str:
