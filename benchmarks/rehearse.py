@@ -333,6 +333,13 @@ def main(argv: list[str] | None = None) -> int:
     confirmed = sum(1 for f in runs[0]["findings"] if f.get("confirmed"))
     failed = [f"{s['app_label']}.{s['migration']}" for s in runs[0]["steps"] if s["error"]]
 
+    # Time traffic spent blocked by the migrating session: a deadlock shows as about one
+    # deadlock_timeout (1 s), and it explains most of the swing of migrate_s between runs.
+    blocked = [
+        sum(st["traffic_wait_ms"] or 0.0 for step in r["steps"] for st in step["statements"]) / 1000
+        for r in runs
+    ]
+
     def runs_of(values: list[float]) -> str:
         return str([round(v, 2) for v in values])
 
@@ -343,12 +350,13 @@ def main(argv: list[str] | None = None) -> int:
         "rehearsal total": (total, [t["total_s"] for t in timings]),
         **{f"  {k}": (v, [t[k] for t in timings]) for k, v in split.items()},
         "migrate_s, with traffic": (migrate, [t["migrate_s"] for t in timings]),
+        "  traffic blocked by the migration": (statistics.median(blocked), blocked),
         "migrate_s, --no-traffic": (quiet, [t["migrate_s"] for t in quiet_runs]),
         "fair anchor (same rows, no traffic)": (fair, [f["migrate_s"] for f in fairs]),
         "empty anchor (plain migrate, no rows)": (empty, empties),
     }
     for label, (value, values) in rows_of.items():
-        share = f"  ({value / total:5.1%} of total)" if label.startswith("  ") else ""
+        share = f"  ({value / total:5.1%} of total)" if label[2:] in split else ""
         print(f"{label:38} {value:9.2f}  {runs_of(values)}{share}")
     print()
     print("ratios against the fair anchor:")
