@@ -252,3 +252,22 @@ def test_failure_releases_the_transactions_locks_unless_inside_a_savepoint(
     assert [lock.mode for lock in first.locks] == ["AccessExclusiveLock"]
     assert failed.failed and failed.locks == []  # too quick for a sample
     assert (tracer._held == {}) is released
+
+
+def test_statement_text_inlines_parameters_within_bounds() -> None:
+    from django_rollout.db.locks import MAX_SQL_CHARS, _text
+
+    assert _text('UPDATE "t" SET "a" = %s WHERE "id" = %s', ["x", 2]) == (
+        'UPDATE "t" SET "a" = \'x\' WHERE "id" = 2'
+    )
+    assert _text("SELECT 1", None) == "SELECT 1"
+    assert _text("SELECT %(a)s", {"a": 1}) == "SELECT %(a)s"  # named: left as written
+    # A bulk insert's arrays: the first items of each, and how many there were.
+    keys = [f"key {i}" for i in range(931)]
+    bulk = _text('INSERT INTO "s" ("key", "note") SELECT * FROM UNNEST(%s, %s)', [keys, "n" * 500])
+    assert "'key 9', ... 931 items]" in bulk and "'key 10'" not in bulk
+    assert "... (502 characters)" in bulk
+    # A long script is cut, saying how long it was.
+    script = "SELECT 1;\n" * 1000
+    cut = _text(script, None)
+    assert cut.startswith(script[:MAX_SQL_CHARS]) and cut.endswith("... (10000 characters)")

@@ -33,6 +33,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from contextlib import suppress
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -60,6 +61,10 @@ SELECT EXISTS (
 """
 
 Held = list[tuple[str, str]]  # (relation, mode)
+# How much of a statement the report keeps: the whole text, and each parameter inlined.
+MAX_SQL_CHARS = 4000
+_MAX_VALUE_CHARS = 200
+_MAX_ITEMS = 10
 # Statements whose table locks (ACCESS SHARE, ROW SHARE, ROW EXCLUSIVE) conflict with no
 # statement the application runs: an autocommit one is sampled at the probe's pace, not
 # with a sample of its own at once (a row-by-row data migration runs thousands).
@@ -231,12 +236,26 @@ def _is_dml(sql: str) -> bool:
 
 
 def _text(sql: str, params: Any) -> str:
-    if not params:
-        return str(sql)
-    try:
-        return str(sql) % tuple(repr(p) for p in params)
-    except (TypeError, ValueError):
-        return str(sql)
+    """The statement as the report shows it: its parameters inlined, each cut to a readable
+    length, the whole to ``MAX_SQL_CHARS`` (a data migration's bulk insert carries every
+    row it copies, and formatting all of them would be tracing's cost, not the migration's)."""
+    text = str(sql)
+    if params:
+        with suppress(TypeError, ValueError):  # not %s placeholders, or executemany
+            text = text % tuple(_shown(p) for p in params)
+    if len(text) <= MAX_SQL_CHARS:
+        return text
+    return f"{text[:MAX_SQL_CHARS]}... ({len(text)} characters)"
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, list | tuple) and len(value) > _MAX_ITEMS:
+        head = ", ".join(_shown(v) for v in value[:_MAX_ITEMS])
+        return f"[{head}, ... {len(value)} items]"
+    text = repr(value)
+    if len(text) <= _MAX_VALUE_CHARS:
+        return text
+    return f"{text[:_MAX_VALUE_CHARS]}... ({len(text)} characters)"
 
 
 class Probe:
