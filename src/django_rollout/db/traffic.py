@@ -411,13 +411,12 @@ class Traffic:
         sink: list[Observed],
         hot: frozenset[str] | None = None,
     ) -> Iterator[list[int]]:
-        """Run ``round`` in sessions of their own (each cycling through its share of the
-        models, ``session_shares``: ``hot`` are the tables the migration works on, None when
-        it may touch any table) until the block ends; errors go to ``sink`` (the first of each kind),
-        the sessions' backend pids are yielded for the probe. The block starts once every
-        session has connected (or failed to): a migration of a few
-        milliseconds would otherwise run before any traffic does, beside a storm of
-        connections that is the harness's, not production's.
+        """Run ``round`` in sessions of their own (each cycling through its share of the models,
+        ``session_shares``: ``hot`` are the tables the migration works on, None when it may touch
+        any table) until the block ends; errors go to ``sink`` (the first of each kind), the
+        sessions' backend pids are yielded for the probe. The block starts once every session has
+        connected (or failed to): a migration of a few milliseconds would otherwise run before any
+        traffic does, beside a storm of connections that is the harness's, not production's.
 
         Where the platform forks, the sessions run in a child process: a release's traffic
         comes from other servers, and threads of this one would share its interpreter lock
@@ -620,14 +619,14 @@ def session_shares(
 ) -> list[list[type[models.Model]]]:
     """The models each background session cycles through, one list per session.
 
-    ``hot``: the tables the migration works on, or None when it may touch any (code that
-    cannot be read that far, SQL). With None, the models are dealt out evenly over at most
-    ``MAX_THREADS`` sessions. Otherwise every table of S0 still has traffic, but not the same: each model on a hot table, or
-    with a foreign key to one (its writes lock the referenced row, so they wait behind a
-    lock on the hot table), has ``HOT_SESSIONS`` sessions of its own, and the other models
-    share ``COLD_SESSIONS`` sessions. A table the migration locks then sees writes without
-    pause, instead of one visit in a cycle through the share of a session, and less of the
-    server goes to traffic on tables nothing locks (``benchmarks/README.md``, session 9).
+    ``hot``: the tables the migration works on, or None when it may touch any (code that cannot be
+    read that far, SQL). With None, the models are dealt out evenly over at most ``MAX_THREADS``
+    sessions. Otherwise every table of S0 still has traffic, but not the same: each model on a hot
+    table, or with a foreign key to one (its writes lock the referenced row, so they wait behind a
+    lock on the hot table), has ``HOT_SESSIONS`` sessions of its own, and the other models share
+    ``COLD_SESSIONS`` sessions. A table the migration locks then sees writes without pause, instead
+    of one visit in a cycle through the share of a session, and less of the server goes to traffic
+    on tables nothing locks (``benchmarks/README.md``, session 9).
     """
     if hot is None:
         count = min(MAX_THREADS, len(model_list))
