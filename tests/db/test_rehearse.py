@@ -257,6 +257,10 @@ def test_each_migration_on_its_own_goes_on_after_one_fails(tmp_path: Path) -> No
     assert first["status"] == "failed" and first["error"]["sqlstate"] == "23505"
     assert "vault_token" in first["recovered"]
     assert second["status"] == "applied" and second["recovered"] is None
+    # Each step's migrate time, the failed attempt's included, adds up to the migrate part.
+    assert first["migrate_ms"] > 0 and second["migrate_ms"] > 0
+    total = first["migrate_ms"] + second["migrate_ms"]
+    assert abs(total - doc["timings_s"]["migrate_s"] * 1000) < 1.5
     assert _finding(doc, "D201")["confirmed"] is True
     c102 = _finding(doc, "C102")
     assert c102["confirmed"] is True and c102["migration"] == "0003_more"

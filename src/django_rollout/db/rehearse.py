@@ -55,6 +55,9 @@ class Step:
     error: Observed | None = None
     statements: list[Statement] = field(default_factory=list)
     seeded: int = 0
+    # Time inside ``apply_migration``, failed attempts included, tracing excluded: this
+    # step's share of ``timings_s["migrate_s"]``.
+    migrate_ms: float = 0.0
     # Tables each operation works on (by index), for matching findings; None: any table.
     tables: dict[int, frozenset[str] | None] = field(default_factory=dict)
     # After a failure in the default mode: how the walk went on (the tables emptied).
@@ -70,6 +73,7 @@ class Step:
             "status": self.status,
             "error": None if self.error is None else self.error.to_dict(),
             "seeded_rows": self.seeded,
+            "migrate_ms": round(self.migrate_ms, 3),
             "recovered": self.recovered,
             "adversarial_rows": None if self.adversarial is None else self.adversarial.rows,
             "adversarial_refused": None if self.adversarial is None else self.adversarial.refused,
@@ -310,6 +314,7 @@ def _run_step(
                 around.enter_context(probe)
             state = apply()
     finally:
+        step.migrate_ms = (applying[0] - tracer.tracing_s) * 1000
         timings["migrate_s"] += applying[0] - tracer.tracing_s
         timings["traffic_s"] += time.perf_counter() - clock - applying[0]
         timings["tracing_s"] += tracer.tracing_s

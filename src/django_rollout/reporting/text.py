@@ -94,6 +94,9 @@ def render_text(
                 console.print(Text(f"-- SQL not collected offline: {item.error}", style="yellow"))
 
 
+_SLOWEST = 3  # steps named by their migrate time in a rehearsal's summary
+
+
 def _rehearsal_summary(console: Console, report: Report) -> None:
     extra = report.extra
     steps = extra.get("steps", [])
@@ -110,6 +113,13 @@ def _rehearsal_summary(console: Console, report: Report) -> None:
         f" {confirmed} finding(s) confirmed, traffic waited {waits:.0f} ms,"
         f" traffic actions {traffic.get('actions', {})} errors {traffic.get('errors', {})}"
     )
+    slowest = sorted(steps, key=lambda s: -float(s.get("migrate_ms") or 0))[:_SLOWEST]
+    if len(steps) > 1 and slowest:
+        named = (
+            f"{s['app_label']}.{s['migration']} {float(s.get('migrate_ms') or 0):,.0f} ms"
+            for s in slowest
+        )
+        console.print(escape("slowest: " + ", ".join(named)))
     for step in failed:
         error = step["error"] or {}
         console.print(
