@@ -221,6 +221,69 @@ def test_a_one_to_one_takes_each_target_once(seeded: tuple[Any, str]) -> None:
     assert len(linked) == 6 and len(set(linked)) == 6
 
 
+def _inheriting() -> Any:
+    """A multi-table child (as wagtail's pages are): the parent holds a unique column."""
+    project = ProjectState()
+    for op in [
+        migrations.CreateModel(
+            "Page",
+            [
+                ("id", models.BigAutoField(primary_key=True)),
+                ("path", models.CharField(max_length=20, unique=True)),
+                ("title", models.CharField(max_length=20)),
+            ],
+        ),
+        migrations.CreateModel(
+            "HomePage",
+            [
+                (
+                    "page_ptr",
+                    models.OneToOneField(
+                        "seedapp.page",
+                        models.CASCADE,
+                        parent_link=True,
+                        primary_key=True,
+                        serialize=False,
+                    ),
+                ),
+                ("intro", models.TextField(null=True)),
+            ],
+            bases=("seedapp.page",),
+        ),
+    ]:
+        op.state_forwards("seedapp", project)
+    return project.apps
+
+
+@pytest.mark.parametrize("alias", [SOURCE, LITE], ids=["postgresql", "sqlite"])
+def test_a_multi_table_child_is_seeded_with_rows_of_its_own_parents(alias: str) -> None:
+    from django_rollout.db.seed import new_row
+
+    apps = _inheriting()
+    Page, HomePage = apps.get_model("seedapp", "Page"), apps.get_model("seedapp", "HomePage")
+    with scratch_database(alias) as scratch:
+        with connections[scratch.alias].schema_editor() as editor:
+            for model in (Page, HomePage):
+                editor.create_model(model)
+        result = top_up(apps, scratch.alias, 6)
+        assert result.skipped == {} and result.inserted == {
+            "seedapp_page": 6,
+            "seedapp_homepage": 6,
+        }
+        # Each child row has a parent row of its own: six pages, then six more with homes.
+        pages = Page.objects.using(scratch.alias)
+        assert pages.count() == 12
+        homes = set(HomePage.objects.using(scratch.alias).values_list("pk", flat=True))
+        assert len(homes) == 6 and homes <= set(pages.values_list("pk", flat=True))
+        assert len(set(pages.values_list("path", flat=True))) == 12
+        # A second top-up and the traffic's rows keep the parent's unique column unique.
+        assert top_up(apps, scratch.alias, 8).inserted == {"seedapp_homepage": 2}
+        made = new_row(HomePage, scratch.alias, 3)
+        assert made is not None
+        made.save(using=scratch.alias, force_insert=True)
+        assert pages.count() == 15 and len(set(pages.values_list("path", flat=True))) == 15
+
+
 class Opaque(models.Field):  # type: ignore[type-arg]
     """A third-party field type the seeder does not know."""
 

@@ -126,11 +126,17 @@ def _fill(model: type[models.Model], alias: str, rows: int) -> int:
         if f.is_relation
     }
     unique_sets = _unique_sets(model)
-    seen: list[set[tuple[Any, ...]]] = [set(manager.values_list(*names)) for names in unique_sets]
+    # An inherited unique column lives in the parent's table, with the parent's own rows.
+    seen: list[set[tuple[Any, ...]]] = [
+        set(_owner(model, names)._base_manager.db_manager(alias).values_list(*names))
+        for names in unique_sets
+    ]
+    parents = _parents(model)
     batch: list[models.Model] = []
     made = 0
-    # Values are numbered from the rows already there, so a later top-up keeps them unique.
-    i = existing
+    # Values are numbered from the rows already there (the parents' tables' too: a child's
+    # rows are rows of them), so a later top-up keeps them unique.
+    i = max([existing, *(p._base_manager.db_manager(alias).count() for p in parents)])
     attempts = 0
     relations = {f.name: k for k, f in enumerate(f for f in fields if f.is_relation)}
     while existing + made < rows and attempts < 3 * rows:
@@ -151,15 +157,43 @@ def _fill(model: type[models.Model], alias: str, rows: int) -> int:
         batch.append(model(**values))
         made += 1
         if len(batch) >= BATCH:
-            manager.bulk_create(batch)
+            _insert(manager, batch, alias, inherited=bool(parents))
             batch = []
     if batch:
-        manager.bulk_create(batch)
+        _insert(manager, batch, alias, inherited=bool(parents))
     return made
 
 
+def _insert(manager: Any, batch: list[models.Model], alias: str, inherited: bool) -> None:
+    if not inherited:
+        manager.bulk_create(batch)
+        return
+    # Django cannot bulk-create a multi-table child: each save inserts its parent rows first.
+    from django.db import transaction
+
+    with transaction.atomic(using=alias):
+        for row in batch:
+            row.save(using=alias, force_insert=True)
+
+
 def _automatic(f: models.Field[Any, Any]) -> bool:
-    return isinstance(f, models.AutoField | models.BigAutoField | models.SmallAutoField)
+    """A value the database or Django fills: an auto primary key, or the link of a
+    multi-table child to its parent (saving the child inserts the parent row first)."""
+    if isinstance(f, models.AutoField | models.BigAutoField | models.SmallAutoField):
+        return True
+    return bool(f.remote_field is not None and getattr(f.remote_field, "parent_link", False))
+
+
+def _parents(model: type[models.Model]) -> list[type[models.Model]]:
+    """The concrete models a multi-table child inherits from, nearest first."""
+    return list(model._meta.get_parent_list())
+
+
+def _owner(model: type[models.Model], names: Sequence[str]) -> type[models.Model]:
+    """The model whose table holds the columns ``names`` (a parent's, when inherited)."""
+    owners = {model._meta.get_field(n).model for n in names}
+    owner = owners.pop() if len(owners) == 1 else model
+    return owner if isinstance(owner, type) else model
 
 
 def _unique_sets(model: type[models.Model]) -> list[tuple[str, ...]]:
@@ -320,12 +354,11 @@ def new_row(
             rest = [pk for pk in pks[: _TARGETS + len(skip)] if pk not in skip]
             targets[f.name] = single or rest
     unique_sets = _unique_sets(model)
-    rows = model._base_manager.db_manager(alias)
     for attempt in range(attempts):
         values = _new_values(fields, n + attempt * 7919, targets, minimal)
         if values is None:
             return None
-        if not _taken(rows, values, unique_sets):
+        if not _taken(model, alias, values, unique_sets):
             return model(**values)
     exclusive = [f for f in fields if f.is_relation and (f.one_to_one or f.unique)]
     if not fresh or not exclusive:
@@ -337,16 +370,25 @@ def new_row(
         target.save(using=alias, force_insert=True)
         targets[f.name] = [getattr(target, f.target_field.attname)]  # type: ignore[attr-defined]
     values = _new_values(fields, n, targets, minimal)
-    if values is None or _taken(rows, values, unique_sets):
+    if values is None or _taken(model, alias, values, unique_sets):
         return None
     return model(**values)
 
 
-def _taken(rows: Any, values: dict[str, Any], unique_sets: list[tuple[str, ...]]) -> bool:
-    """Whether a row with these values would repeat another's unique set."""
+def _taken(
+    model: type[models.Model],
+    alias: str,
+    values: dict[str, Any],
+    unique_sets: list[tuple[str, ...]],
+) -> bool:
+    """Whether a row with these values would repeat another's unique set (in the table that
+    holds it: a parent's, for an inherited one)."""
     return any(
         all(values.get(a) is not None for a in names)
-        and rows.filter(**{a: values[a] for a in names}).exists()
+        and _owner(model, names)
+        ._base_manager.db_manager(alias)
+        .filter(**{a: values[a] for a in names})
+        .exists()
         for names in unique_sets
         if any(a in values for a in names)
     )
