@@ -452,6 +452,36 @@ def test_operation_tables_include_the_tables_foreign_keys_point_at() -> None:
     }
 
 
+def test_operation_tables_name_a_created_models_own_table() -> None:
+    # As django.contrib.admin's LogEntry: a new model whose db_table is set. Matching a
+    # traffic error on it to a finding needs the table's real name.
+    from django_rollout.db.rehearse import _operation_tables
+
+    migration = migrations.Migration("0002_x", "seedapp")
+    migration.operations = [
+        migrations.CreateModel(
+            "Journal",
+            [("id", models.BigAutoField(primary_key=True))],
+            options={"db_table": "seed_journal"},
+        ),
+        migrations.CreateModel(
+            "Entry",
+            [
+                ("id", models.BigAutoField(primary_key=True)),
+                ("journal", models.ForeignKey("seedapp.journal", models.CASCADE)),
+                ("product", models.ForeignKey("seedapp.product", models.CASCADE)),
+            ],
+            options={"db_table": "seed_entry"},
+        ),
+        migrations.AddIndex("entry", models.Index(fields=["journal"], name="entry_journal_idx")),
+    ]
+    assert _operation_tables(migration, state()) == {
+        0: frozenset({"seed_journal"}),
+        1: frozenset({"seed_entry", "seed_journal", "seedapp_product"}),
+        2: frozenset({"seed_entry"}),
+    }
+
+
 def _reprice(apps: Any, schema_editor: Any) -> None:
     Product = apps.get_model("seedapp", "Product")
     Product.objects.filter(price__lt=1).update(price=1)

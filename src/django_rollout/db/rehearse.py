@@ -549,15 +549,21 @@ def _db_table(state: ProjectState, key: tuple[str, str]) -> str:
     return str(table or f"{key[0]}_{key[1]}")
 
 
-def _targets(fields: Sequence[Any], state: ProjectState) -> set[str]:
-    """The tables the foreign keys among ``fields`` point at (in ``state``)."""
+def _targets(
+    fields: Sequence[Any], state: ProjectState, created: Mapping[tuple[str, str], str] = {}
+) -> set[str]:
+    """The tables the foreign keys among ``fields`` point at (in ``state``, or ``created``
+    by the same migration)."""
     found: set[str] = set()
     for field_obj in fields:
         remote = getattr(field_obj, "remote_field", None)
         if remote is not None and isinstance(remote.model, str) and "." in remote.model:
             app, model = remote.model.split(".", 1)
-            if (app, model.lower()) in state.models:
-                found.add(_db_table(state, (app, model.lower())))
+            key = (app, model.lower())
+            if key in created:
+                found.add(created[key])
+            elif key in state.models:
+                found.add(_db_table(state, key))
     return found
 
 
@@ -569,10 +575,19 @@ def _operation_tables(
 
     out: dict[int, frozenset[str] | None] = {}
 
+    # Models the migration creates are not in ``state`` yet: their tables, as created.
+    created: dict[tuple[str, str], str] = {}
+
     def table_of(name: str | None) -> str | None:
-        return _db_table(state, (migration.app_label, name.lower())) if name else None
+        if not name:
+            return None
+        key = (migration.app_label, name.lower())
+        return created.get(key) or _db_table(state, key)
 
     for i, op in enumerate(migration.operations):
+        if isinstance(op, ops.CreateModel):
+            key = (migration.app_label, op.name_lower)
+            created[key] = str(op.options.get("db_table") or f"{key[0]}_{key[1]}")
         if isinstance(op, ops.RunPython | ops.RunSQL | ops.SeparateDatabaseAndState):
             out[i] = None
             continue
@@ -582,6 +597,6 @@ def _operation_tables(
             names |= {op.old_name, op.new_name}
         found = {t for t in (table_of(n) for n in names) if t}
         # The tables its foreign keys point at: adding or dropping one locks them too.
-        found |= _targets(_fields_of(op, migration.app_label, state), state)
+        found |= _targets(_fields_of(op, migration.app_label, state), state, created)
         out[i] = frozenset(found) if found else None
     return out
