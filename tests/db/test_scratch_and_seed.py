@@ -284,6 +284,26 @@ def test_a_multi_table_child_is_seeded_with_rows_of_its_own_parents(alias: str) 
         assert pages.count() == 15 and len(set(pages.values_list("path", flat=True))) == 15
 
 
+def test_a_conditional_unique_constraint_keeps_seeded_and_traffic_rows_apart() -> None:
+    from django_rollout.db.seed import _unique_sets
+
+    project = state()
+    migrations.AddConstraint(
+        "producttag",
+        models.UniqueConstraint(
+            fields=["product"], condition=models.Q(tag__isnull=False), name="one_tag_each"
+        ),
+    ).state_forwards("seedapp", project)
+    migrations.AddConstraint(
+        "producttag",
+        models.UniqueConstraint(models.F("tag"), name="by_expression"),
+    ).state_forwards("seedapp", project)
+    sets = _unique_sets(project.apps.get_model("seedapp", "ProductTag"))
+    # The pair, and the conditional one as if it held for every row; an expression is not
+    # a set of fields.
+    assert sets == [("product_id", "tag_id"), ("product_id",)]
+
+
 class Opaque(models.Field):  # type: ignore[type-arg]
     """A third-party field type the seeder does not know."""
 

@@ -197,8 +197,11 @@ def _owner(model: type[models.Model], names: Sequence[str]) -> type[models.Model
 
 
 def _unique_sets(model: type[models.Model]) -> list[tuple[str, ...]]:
-    """Field names of each uniqueness of the model (unique fields, unique_together, plain
-    UniqueConstraints), by attname, the primary key left out when it is automatic."""
+    """Field names of each uniqueness of the model (unique fields, unique_together,
+    UniqueConstraints over fields), by attname, the primary key left out when it is
+    automatic. A conditional constraint counts as if it held for every row: rows made
+    distinct over its fields never collide, whatever the condition says (wagtail's one
+    workflow in progress per page)."""
     meta = model._meta
     sets: list[tuple[str, ...]] = []
     for f in _concrete(model):
@@ -210,7 +213,6 @@ def _unique_sets(model: type[models.Model]) -> list[tuple[str, ...]]:
         if (
             isinstance(constraint, models.UniqueConstraint)
             and constraint.fields
-            and constraint.condition is None
             and not constraint.expressions
         ):
             sets.append(tuple(meta.get_field(n).attname for n in constraint.fields))
