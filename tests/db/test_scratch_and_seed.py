@@ -304,6 +304,29 @@ def test_a_conditional_unique_constraint_keeps_seeded_and_traffic_rows_apart() -
     assert sets == [("product_id", "tag_id"), ("product_id",)]
 
 
+def test_traffics_update_of_a_row_deleted_meanwhile_does_not_insert_it_again(
+    seeded: tuple[Any, str],
+) -> None:
+    from django.db import DatabaseError
+
+    from django_rollout.db.traffic import _update
+
+    apps, alias = seeded
+    top_up(apps, alias, 3)
+    Tag = apps.get_model("seedapp", "Tag")
+    tags = Tag.objects.using(alias)
+    row = tags.order_by("pk").first()
+    tags.filter(pk=row.pk).delete()  # the migration, or another session
+    _update(row, alias)
+    assert not tags.filter(pk=row.pk).exists() and tags.count() == 2
+    if connections[alias].vendor == "postgresql":
+        # The database's own refusals still reach the caller (too long for the column).
+        kept = tags.order_by("pk").first()
+        kept.label = "x" * 80
+        with pytest.raises(DatabaseError, match="too long"):
+            _update(kept, alias)
+
+
 class Opaque(models.Field):  # type: ignore[type-arg]
     """A third-party field type the seeder does not know."""
 

@@ -22,7 +22,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from django.db import IntegrityError, models
+from django.db import DatabaseError, IntegrityError, models
 from django.db.models.deletion import ProtectedError, RestrictedError
 
 from django_rollout.db.adversary import Attack, insert, rows_for
@@ -248,7 +248,7 @@ class Traffic:
         # The oldest row: one that no other session deletes under it.
         existing = attempt("read", lambda: manager.order_by("pk").first())
         if existing is not None:
-            attempt("update", lambda: existing.save(using=self.alias))
+            attempt("update", lambda: _update(existing, self.alias))
         if keep:
             for row in mine:
                 self._remember(row, known)
@@ -612,6 +612,18 @@ def _handled_on_delete(
         if other._meta.db_table == table
         for f in other._meta.concrete_fields
     )
+
+
+def _update(row: models.Model, alias: str) -> None:
+    """Save ``row`` as an edit form does, as an UPDATE only. A row deleted since it was
+    read (by the migration, or another session) is gone: ``save()`` would INSERT it again
+    with the values it had, against whatever took its place, an error of the harness."""
+    try:
+        row.save(using=alias, force_update=True)
+    except DatabaseError as exc:
+        if exc.__cause__ is None:  # Django's "did not affect any rows", not the database's
+            return
+        raise
 
 
 def session_shares(
