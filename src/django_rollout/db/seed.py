@@ -6,6 +6,8 @@ models: every field gets a value of its type that varies with the row (so at lea
 hold distinct values that are not the default), a nullable field holds NULL in every third
 row, strings respect ``max_length``, ``choices`` are cycled, unique fields and unique sets
 stay unique, and foreign keys point at rows of the target table, which is filled first.
+A multi-table child is saved row by row (Django cannot bulk-create one): each row gets
+parent rows of its own.
 A required field of a type this module does not know is filled from its default; a model
 it cannot fill is reported in ``SeedResult.skipped`` with the reason, never guessed.
 """
