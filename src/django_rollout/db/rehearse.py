@@ -550,7 +550,7 @@ def _db_table(state: ProjectState, key: tuple[str, str]) -> str:
 
 
 def _targets(
-    fields: Sequence[Any], state: ProjectState, created: Mapping[tuple[str, str], str] = {}
+    fields: Sequence[Any], state: ProjectState, created: Mapping[tuple[str, str], str] | None = None
 ) -> set[str]:
     """The tables the foreign keys among ``fields`` point at (in ``state``, or ``created``
     by the same migration)."""
@@ -560,7 +560,7 @@ def _targets(
         if remote is not None and isinstance(remote.model, str) and "." in remote.model:
             app, model = remote.model.split(".", 1)
             key = (app, model.lower())
-            if key in created:
+            if created and key in created:
                 found.add(created[key])
             elif key in state.models:
                 found.add(_db_table(state, key))

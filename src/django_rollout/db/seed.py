@@ -127,13 +127,10 @@ def _fill(model: type[models.Model], alias: str, rows: int) -> int:
         for f in fields
         if f.is_relation
     }
-    unique_sets = _unique_sets(model)
-    # An inherited unique column lives in the parent's table, with the parent's own rows.
-    seen: list[set[tuple[Any, ...]]] = [
-        set(_owner(model, names)._base_manager.db_manager(alias).values_list(*names))
-        for names in unique_sets
-    ]
-    parents = _parents(model)
+    checks = _unique_tables(model, alias)
+    unique_sets = [names for names, _ in checks]
+    seen: list[set[tuple[Any, ...]]] = [set(rows.values_list(*names)) for names, rows in checks]
+    parents = model._meta.get_parent_list()
     batch: list[models.Model] = []
     made = 0
     # Values are numbered from the rows already there (the parents' tables' too: a child's
@@ -186,16 +183,15 @@ def _automatic(f: models.Field[Any, Any]) -> bool:
     return bool(f.remote_field is not None and getattr(f.remote_field, "parent_link", False))
 
 
-def _parents(model: type[models.Model]) -> list[type[models.Model]]:
-    """The concrete models a multi-table child inherits from, nearest first."""
-    return list(model._meta.get_parent_list())
-
-
-def _owner(model: type[models.Model], names: Sequence[str]) -> type[models.Model]:
-    """The model whose table holds the columns ``names`` (a parent's, when inherited)."""
-    owners = {model._meta.get_field(n).model for n in names}
-    owner = owners.pop() if len(owners) == 1 else model
-    return owner if isinstance(owner, type) else model
+def _unique_tables(model: type[models.Model], alias: str) -> list[tuple[tuple[str, ...], Any]]:
+    """Each unique set of ``model`` with the manager of the table that holds its columns: a
+    parent's, for a set a multi-table child inherits."""
+    checks = []
+    for names in _unique_sets(model):
+        owners = {model._meta.get_field(n).model for n in names}
+        owner = owners.pop() if len(owners) == 1 else model
+        checks.append((names, owner._base_manager.db_manager(alias)))
+    return checks
 
 
 def _unique_sets(model: type[models.Model]) -> list[tuple[str, ...]]:
@@ -357,12 +353,12 @@ def new_row(
             single = mine[-1:] if mine and not (f.one_to_one or f.unique) else mine
             rest = [pk for pk in pks[: _TARGETS + len(skip)] if pk not in skip]
             targets[f.name] = single or rest
-    unique_sets = _unique_sets(model)
+    checks = _unique_tables(model, alias)
     for attempt in range(attempts):
         values = _new_values(fields, n + attempt * 7919, targets, minimal)
         if values is None:
             return None
-        if not _taken(model, alias, values, unique_sets):
+        if not _taken(values, checks):
             return model(**values)
     exclusive = [f for f in fields if f.is_relation and (f.one_to_one or f.unique)]
     if not fresh or not exclusive:
@@ -374,26 +370,18 @@ def new_row(
         target.save(using=alias, force_insert=True)
         targets[f.name] = [getattr(target, f.target_field.attname)]  # type: ignore[attr-defined]
     values = _new_values(fields, n, targets, minimal)
-    if values is None or _taken(model, alias, values, unique_sets):
+    if values is None or _taken(values, checks):
         return None
     return model(**values)
 
 
-def _taken(
-    model: type[models.Model],
-    alias: str,
-    values: dict[str, Any],
-    unique_sets: list[tuple[str, ...]],
-) -> bool:
-    """Whether a row with these values would repeat another's unique set (in the table that
-    holds it: a parent's, for an inherited one)."""
+def _taken(values: dict[str, Any], checks: list[tuple[tuple[str, ...], Any]]) -> bool:
+    """Whether a row with these values would repeat another's unique set, in the table that
+    holds it (``_unique_tables``)."""
     return any(
         all(values.get(a) is not None for a in names)
-        and _owner(model, names)
-        ._base_manager.db_manager(alias)
-        .filter(**{a: values[a] for a in names})
-        .exists()
-        for names in unique_sets
+        and rows.filter(**{a: values[a] for a in names}).exists()
+        for names, rows in checks
         if any(a in values for a in names)
     )
 

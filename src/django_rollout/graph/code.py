@@ -19,7 +19,8 @@ from django_rollout.graph.source import function_source
 _RAW_SQL = frozenset({"cursor", "raw", "extra", "execute", "executemany", "RawSQL"})
 
 
-def _string(node: ast.expr | None) -> str | None:
+def string_constant(node: ast.expr | None) -> str | None:
+    """The value of a string literal, None for anything else."""
     if isinstance(node, ast.Constant) and isinstance(node.value, str):
         return node.value
     return None
@@ -34,8 +35,8 @@ def get_model_key(call: ast.AST) -> ModelKey | None:
         and call.func.attr == "get_model"
     ):
         return None
-    args = [_string(a) for a in call.args]
-    kwargs = {k.arg: _string(k.value) for k in call.keywords if k.arg}
+    args = [string_constant(a) for a in call.args]
+    kwargs = {k.arg: string_constant(k.value) for k in call.keywords if k.arg}
     app, model = (args + [None, None])[:2]
     app = app or kwargs.get("app_label")
     model = model or kwargs.get("model_name")

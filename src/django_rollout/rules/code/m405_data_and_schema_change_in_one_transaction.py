@@ -12,7 +12,7 @@ from django.db import migrations
 from django.db.migrations.operations.base import Operation
 
 from django_rollout.findings import Finding, Severity
-from django_rollout.graph.code import get_model_key
+from django_rollout.graph.code import get_model_key, string_constant
 from django_rollout.graph.context import OperationContext
 from django_rollout.graph.model import ModelKey, ModelView, related_key, view
 from django_rollout.graph.runsql import SqlAction, parse_sql_safe
@@ -84,15 +84,9 @@ def _root(node: ast.expr) -> ast.Name | None:
             return None
 
 
-def _string(node: ast.expr | None) -> str | None:
-    if isinstance(node, ast.Constant) and isinstance(node.value, str):
-        return node.value
-    return None
-
-
 def _strings(node: ast.expr | None) -> tuple[str, ...] | None:
     if isinstance(node, ast.List | ast.Tuple | ast.Set):
-        values = [_string(e) for e in node.elts]
+        values = [string_constant(e) for e in node.elts]
         if all(v is not None for v in values):
             return tuple(v for v in values if v is not None)
     return None
