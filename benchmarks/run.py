@@ -5,7 +5,9 @@
 
 With no project flag both projects run. Every measurement is a fresh subprocess: wall time
 (median of N runs after one unmeasured warm-up that compiles the .pyc files), CPU time, and
-peak RSS from ``os.wait4``'s rusage of that one child. Anchors, per the issue's targets:
+peak RSS from ``os.wait4``'s rusage of that one child, read by a small launcher process
+(``_launch.py``) so that this script's own size does not leak into it. Anchors, per the
+issue's targets:
 
 * ``manage.py showmigrations``: check takes at most its time and at most 1.5x its peak RSS;
 * django-migration-linter's ``lintmigrations --no-cache`` (synthetic only, run once, capped
@@ -112,35 +114,35 @@ def env_for(project: Project) -> dict[str, str]:
 
 
 def run_once(cmd: list[str], project: Project, timeout: float | None = None) -> Sample:
-    """Run ``cmd`` in the project directory; wall, CPU and peak RSS of that child alone."""
-    with tempfile.TemporaryFile("w+") as out:
-        start = time.perf_counter()
-        proc = subprocess.Popen(
-            cmd, cwd=project.root, env=env_for(project), stdout=out, stderr=subprocess.STDOUT
+    """Run ``cmd`` in the project directory; wall, CPU and peak RSS of that child alone.
+
+    The child is started by ``_launch.py``, a small fresh interpreter, never by this process:
+    Linux carries the peak RSS of the process that forks over to the child, and this one
+    grows to more than the commands it measures.
+    """
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryDirectory() as tmp:
+        result = Path(tmp) / "sample.json"
+        limit = "-" if timeout is None else str(timeout)
+        subprocess.run(
+            [sys.executable, str(HERE / "_launch.py"), str(result), limit, *cmd],
+            cwd=project.root,
+            env=env_for(project),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            check=False,
         )
-        timed_out = False
-        deadline = None if timeout is None else start + timeout
-        while True:
-            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
-            if pid:
-                break
-            if deadline is not None and time.perf_counter() > deadline:
-                proc.kill()
-                timed_out = True
-                pid, status, usage = os.wait4(proc.pid, 0)
-                break
-            time.sleep(0.005)
-        wall = time.perf_counter() - start
-        proc.returncode = os.waitstatus_to_exitcode(status)
         out.seek(0)
         text = out.read()
+        if not result.exists():
+            raise SystemExit(f"the launcher did not measure {cmd[:3]}\n{text[-3000:]}")
+        got = json.loads(result.read_text())
     return Sample(
-        wall=wall,
-        cpu=usage.ru_utime + usage.ru_stime,
-        maxrss_kb=usage.ru_maxrss,
-        returncode=proc.returncode,
+        wall=got["wall"],
+        cpu=got["cpu"],
+        maxrss_kb=got["maxrss_kb"],
+        returncode=got["returncode"],
         stdout=text,
-        timed_out=timed_out,
+        timed_out=got["timed_out"],
     )
 
 
