@@ -26,6 +26,7 @@ import argparse
 import json
 import os
 import pstats
+import re
 import shutil
 import statistics
 import subprocess
@@ -170,6 +171,52 @@ def measure(
     return m
 
 
+def measure_interleaved(
+    specs: list[tuple[str, list[str], set[int]]], project: Project, repeat: int
+) -> list[Measure]:
+    """Measure several commands in rounds, one run of each per round, so that a machine that
+    slows down or speeds up meanwhile (a shared host) moves every measure alike, not only the
+    one it happened to be running. Each command gets one unmeasured warm-up first."""
+    measures = [Measure(label) for label, _, _ in specs]
+    for label, cmd, ok in specs:
+        _require(label, run_once(cmd, project), ok)
+    for _ in range(repeat):
+        for m, (label, cmd, ok) in zip(measures, specs, strict=True):
+            s = run_once(cmd, project)
+            _require(label, s, ok)
+            m.samples.append(s)
+    for m in measures:
+        print(
+            f"  {m.label:34} wall {m.wall:8.2f}s  cpu {m.cpu:8.2f}s  peak {m.rss_mb:7.1f} MiB",
+            file=sys.stderr,
+        )
+    return measures
+
+
+def instructions(cmd: list[str], project: Project) -> int | None:
+    """Count the instructions one run of ``cmd`` executes (valgrind's cachegrind, without
+    its cache simulation; about 15x slower than a plain run). Unlike wall or CPU time, the
+    count does not move with what else the host runs. None without valgrind."""
+    valgrind = shutil.which("valgrind")
+    if valgrind is None:
+        print("  (no valgrind: instruction counts left out)", file=sys.stderr)
+        return None
+    proc = subprocess.run(
+        [valgrind, "--tool=cachegrind", "--cache-sim=no", "--cachegrind-out-file=/dev/null", *cmd],
+        cwd=project.root,
+        env=env_for(project),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    match = re.search(r"I\s+refs:\s+([\d,]+)", proc.stderr)
+    if match is None:
+        raise SystemExit(f"valgrind counted nothing for {cmd[:3]}\n{proc.stderr[-3000:]}")
+    count = int(match.group(1).replace(",", ""))
+    print(f"  {' '.join(cmd[1:4])[:34]:34} {count / 1e9:8.2f} G instructions", file=sys.stderr)
+    return count
+
+
 def _require(label: str, s: Sample, ok: set[int]) -> None:
     if s.timed_out or s.returncode in ok:
         return
@@ -250,29 +297,25 @@ def bench(project: Project, args: argparse.Namespace) -> dict[str, Any]:
     ok = {0, 1}
     res: dict[str, Any] = {"project": project.name}
 
-    show = measure(
-        "manage.py showmigrations", [py, "manage.py", "showmigrations"], project, args.repeat, {0}
-    )
-    show_skip = measure(
-        "showmigrations --skip-checks",
-        [py, "manage.py", "showmigrations", "--skip-checks"],
-        project,
-        args.repeat,
-        {0},
-    )
     # The default run keeps each migration's findings (graph/verdicts.py): the warm-up run
     # fills a fresh store, the timed runs read it. --no-cache judges everything every time.
     store = WORK / f"cache-{project.name}"
     shutil.rmtree(store, ignore_errors=True)
-    check = measure(
-        "django-rollout check (cache kept)",
-        [*check_cmd, "--cache-dir", str(store)],
+    cold_cmd = [*check_cmd, "--no-cache"]
+    show, show_skip, check, cold = measure_interleaved(
+        [
+            ("manage.py showmigrations", [py, "manage.py", "showmigrations"], {0}),
+            (
+                "showmigrations --skip-checks",
+                [py, "manage.py", "showmigrations", "--skip-checks"],
+                {0},
+            ),
+            ("django-rollout check (cache kept)", [*check_cmd, "--cache-dir", str(store)], ok),
+            ("django-rollout check --no-cache", cold_cmd, ok),
+        ],
         project,
         args.repeat,
-        ok,
     )
-    cold_cmd = [*check_cmd, "--no-cache"]
-    cold = measure("django-rollout check --no-cache", cold_cmd, project, args.repeat, ok)
     edited = edited_last_migration(project, check_cmd, store, args.repeat)
     res["migrations"] = len(findings_of(check.samples[0].stdout)[1])
 
@@ -301,11 +344,32 @@ def bench(project: Project, args: argparse.Namespace) -> dict[str, Any]:
     }
     info: dict[str, float] = {
         "check/showmigrations CPU": check.cpu / show.cpu,
+        # each round's two runs side by side: the ratio least moved by the host's drift
+        "check/showmigrations time, median of the rounds' ratios": statistics.median(
+            c.wall / s.wall for c, s in zip(check.samples, show.samples, strict=True)
+        ),
         "check --no-cache/showmigrations time": cold.wall / show.wall,
         "check --no-cache/showmigrations peak RSS": cold.rss_mb / show.rss_mb,
         "check, last migration edited/showmigrations": edited.wall / show.wall,
         "system checks share of showmigrations": 1 - show_skip.wall / show.wall,
     }
+    if args.instructions:
+        # the edited runs left the store one migration behind: bring it up to date first
+        _require("refresh", run_once([*check_cmd, "--cache-dir", str(store)], project), ok)
+        counted = {
+            label: instructions(cmd, project)
+            for label, cmd in (
+                ("showmigrations", [py, "manage.py", "showmigrations"]),
+                ("check", [*check_cmd, "--cache-dir", str(store)]),
+                ("check --no-cache", cold_cmd),
+            )
+        }
+        res["instructions"] = counted
+        if all(counted.values()):
+            info["check/showmigrations instructions"] = counted["check"] / counted["showmigrations"]
+            info["check --no-cache/showmigrations instructions"] = (
+                counted["check --no-cache"] / counted["showmigrations"]
+            )
 
     if args.sql:
         # no warm-up: the default runs above compiled the .pyc files, and a --sql run on the
@@ -534,6 +598,11 @@ def main(argv: list[str] | None = None) -> int:
         "--sql", action="store_true", help="time check --sql against Django's collect_sql (slow)"
     )
     parser.add_argument("--profile", action="store_true", help="where check's time goes")
+    parser.add_argument(
+        "--instructions",
+        action="store_true",
+        help="also count the instructions of showmigrations and check (valgrind; a minute)",
+    )
     parser.add_argument("--profile-sql", action="store_true", help="profile check --sql too")
     parser.add_argument("--repeat", type=int, default=5, help="timed runs per measure")
     parser.add_argument("--sql-repeat", type=int, default=1, help="timed runs for --sql")
