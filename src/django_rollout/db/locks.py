@@ -23,9 +23,11 @@ PostgreSQL, the locks are those of relations (tables) in user schemas, and they 
 
 ``Probe`` is a second session, one per traced migration. Besides sampling, it polls
 ``pg_blocking_pids`` for the traffic sessions and adds the time they spend blocked by the
-migrating session to the statement running then. It names relations through its own
-catalog, so a table that the migrating transaction created and has not committed yet is
-invisible to its samples.
+migrating session to the statement running then (``traffic_wait_ms``), and the time the
+migrating session spends blocked by one of them (``lock_wait_ms``: the migration queued
+behind the application's transactions, which is what ``lock_timeout`` would cut short).
+It names relations through its own catalog, so a table that the migrating transaction
+created and has not committed yet is invisible to its samples.
 """
 
 from __future__ import annotations
@@ -50,13 +52,21 @@ WHERE l.pid = {pid} AND l.locktype = 'relation' AND l.granted
 _OWN_LOCKS_SQL = _LOCKS_SQL.format(pid="pg_backend_pid()")
 _PID_LOCKS_SQL = _LOCKS_SQL.format(pid="%s")
 
+# One round of the probe: does the migrating session block a traffic session, and does a
+# traffic session block it? (OFFSET 0 keeps the cheap filter on waiting sessions first.)
 _BLOCKED_SQL = """
 SELECT EXISTS (
   SELECT 1 FROM (
     SELECT pid FROM pg_stat_activity
-    WHERE pid = ANY(%s) AND wait_event_type = 'Lock' OFFSET 0
+    WHERE pid = ANY(%(traffic)s) AND wait_event_type = 'Lock' OFFSET 0
   ) waiting
-  WHERE %s = ANY(pg_blocking_pids(waiting.pid))
+  WHERE %(migrating)s = ANY(pg_blocking_pids(waiting.pid))
+), EXISTS (
+  SELECT 1 FROM (
+    SELECT pid FROM pg_stat_activity
+    WHERE pid = %(migrating)s AND wait_event_type = 'Lock' OFFSET 0
+  ) waiting
+  WHERE pg_blocking_pids(waiting.pid) && %(traffic)s::int[]
 )
 """
 
@@ -95,6 +105,9 @@ class Statement:
     duration_ms: float = 0.0
     locks: list[Lock] = field(default_factory=list)
     traffic_wait_ms: float | None = None
+    # How long the statement itself waited for a lock that a traffic session held (the
+    # probe's rounds; None when no traffic ran beside it).
+    lock_wait_ms: float | None = None
     failed: bool = False
 
     def to_dict(self) -> dict[str, Any]:
@@ -106,6 +119,7 @@ class Statement:
             "traffic_wait_ms": (
                 None if self.traffic_wait_ms is None else round(self.traffic_wait_ms, 3)
             ),
+            "lock_wait_ms": None if self.lock_wait_ms is None else round(self.lock_wait_ms, 3),
         }
 
 
@@ -151,6 +165,8 @@ class Tracer:
         statement = Statement(sql=_text(sql, params), started_ms=(start - self.origin) * 1000)
         if self.connection.vendor == "postgresql":
             statement.traffic_wait_ms = 0.0
+            if self.probe is not None and self.probe.traffic_pids:
+                statement.lock_wait_ms = 0.0
         autocommit = not self.connection.in_atomic_block
         if self.trace_locks and autocommit and self._held:
             # A transaction inside a non-atomic migration (an atomic RunPython) has ended.
@@ -297,12 +313,16 @@ class Probe:
                 if target is not None:
                     at = time.perf_counter()
                     self.tracer.sampled(target, self._locks(connection), at)
-                blocked = bool(self.traffic_pids) and self._traffic_blocked(connection)
+                blocking, waiting = (
+                    self._blocked(connection) if self.traffic_pids else (False, False)
+                )
                 now = time.perf_counter()
-                if blocked:
-                    current = self.tracer.current
-                    if current is not None and current.traffic_wait_ms is not None:
+                current = self.tracer.current
+                if current is not None:
+                    if blocking and current.traffic_wait_ms is not None:
                         current.traffic_wait_ms += (now - last) * 1000
+                    if waiting and current.lock_wait_ms is not None:
+                        current.lock_wait_ms += (now - last) * 1000
                 last = now
                 self._wake.wait(PROBE_INTERVAL_S)
                 self._wake.clear()
@@ -314,11 +334,15 @@ class Probe:
             cursor.execute(_PID_LOCKS_SQL, [self.migrating_pid])
             return [(str(relation), str(mode)) for relation, mode in cursor.fetchall()]
 
-    def _traffic_blocked(self, connection: Any) -> bool:
+    def _blocked(self, connection: Any) -> tuple[bool, bool]:
+        """Return whether the migrating session blocks a traffic session now, and whether a
+        traffic session blocks it."""
         # pg_blocking_pids reads the whole lock table under the lock manager's locks, which
-        # every session's next lock waits for: call it only for traffic sessions waiting on
-        # a lock, and stop at the first that the migrating session blocks.
+        # every session's next lock waits for: call it only for sessions waiting on a lock,
+        # and stop at the first traffic session that the migrating session blocks.
         with connection.cursor() as cursor:
-            cursor.execute(_BLOCKED_SQL, [list(self.traffic_pids), self.migrating_pid])
+            cursor.execute(
+                _BLOCKED_SQL, {"traffic": list(self.traffic_pids), "migrating": self.migrating_pid}
+            )
             row = cursor.fetchone()
-        return bool(row and row[0])
+        return (bool(row[0]), bool(row[1])) if row else (False, False)

@@ -120,6 +120,14 @@ def _rehearsal_summary(console: Console, report: Report) -> None:
             for s in slowest
         )
         console.print(escape("slowest: " + ", ".join(named)))
+    queued = sorted(
+        ((sum(st.get("lock_wait_ms") or 0 for st in s["statements"]), s) for s in steps),
+        key=lambda pair: -pair[0],
+    )
+    queued = [(ms, s) for ms, s in queued[:_SLOWEST] if ms >= 1]
+    if queued:
+        named = (f"{s['app_label']}.{s['migration']} {ms:,.0f} ms" for ms, s in queued)
+        console.print(escape("the migration waited for traffic's locks: " + ", ".join(named)))
     for step in failed:
         error = step["error"] or {}
         console.print(
