@@ -433,3 +433,18 @@ def test_json_envelope_round_trips_into_the_same_page(rehearsed: Rehearsed) -> N
     cli = _parse(rehearsed.page.read_text(encoding="utf-8"))
     for css in ("lock-bar", "statement", "failed", "traffic-error", "wait"):
         assert len(ours.with_class(css)) == len(cli.with_class(css)), css
+
+
+def test_names_a_statement_that_queued_behind_traffic() -> None:
+    page = render(_one_step(sql="ALTER TABLE shop_order ADD x int", lock_wait_ms=640.4))
+    problems = page.split("Where production")[1]
+    assert "the migration waited 640 ms for locks traffic held" in problems
+    assert "ALTER TABLE shop_order ADD x int" in problems
+    # and the statement's own tooltip on the timeline
+    [tip] = _parse(page).text["statement"]
+    assert tip.endswith("ran 120.0 ms, of which it waited 640 ms for traffic's locks")
+
+
+def test_a_sub_millisecond_queue_is_no_problem() -> None:
+    page = render(_one_step(lock_wait_ms=0.4))
+    assert "nothing: no failure, no error, no wait" in page

@@ -142,6 +142,13 @@ def _problems(report: Report, steps: Sequence[Step]) -> str:
                 f" {_e(e.message)}{_e(rules)}</li>"
             )
         for st in s.statements:
+            if st.queued_ms >= 1:
+                lines.append(
+                    f'<li class="warn">the migration waited {st.queued_ms:.0f} ms for locks'
+                    f" traffic held, before it could run<pre>{_e(st.sql)}</pre>"
+                    '<p class="note">with a lock_timeout shorter than that, this statement'
+                    " fails instead of queueing</p></li>"
+                )
             if st.wait_ms > 0:
                 held = ", ".join(f"{lk.relation} {lk.mode}" for lk in st.locks)
                 lines.append(

@@ -66,6 +66,7 @@ class _Statement:
     locks: tuple[_Lock, ...]
     wait_ms: float
     failed: bool
+    queued_ms: float = 0.0  # the statement's own wait for a lock traffic held
 
 
 @dataclass(frozen=True)
@@ -161,6 +162,7 @@ def _step(item: Mapping[str, Any]) -> Step:
             ),
             float(s.get("traffic_wait_ms") or 0.0),
             failed=i == culprit,
+            queued_ms=float(s.get("lock_wait_ms") or 0.0),
         )
         for i, s in enumerate(raw)
     )
@@ -301,6 +303,8 @@ def _statements(steps: Sequence[Step], frame: _Frame) -> Iterable[str]:
             w = max(frame.left + s.x_at(st.started_ms + st.duration_ms) - x, 1.5)
             css = "statement failed" if st.failed else "statement"
             tip = f"{st.sql}\n{s.name}: at {st.started_ms:.1f} ms, ran {st.duration_ms:.1f} ms"
+            if st.queued_ms >= 1:
+                tip += f", of which it waited {st.queued_ms:.0f} ms for traffic's locks"
             yield (
                 f'<rect class="{css}" x="{x:.1f}" y="{y + 7:.1f}" width="{w:.1f}"'
                 f' height="16"><title>{_e(tip)}</title></rect>'
