@@ -108,3 +108,35 @@ def test_other_errors_of_traffic_do_not_confirm_a_lock_finding() -> None:
     got = _by_rule(out)
     assert got["L304"].confirmed is False
     assert None in got
+
+
+def _waiting_step(traffic_wait_ms: float, lock_wait_ms: float | None) -> Rehearsal:
+    from django_rollout.db.locks import Lock, Statement
+
+    rehearsal = _rehearsal()
+    statement = Statement("ALTER TABLE catalog_product ...", started_ms=0.0, duration_ms=900.0)
+    statement.locks = [Lock(PRODUCT, "AccessExclusiveLock", held_ms=900.0)]
+    statement.traffic_wait_ms, statement.lock_wait_ms = traffic_wait_ms, lock_wait_ms
+    rehearsal.steps[0].statements = [statement]
+    return rehearsal
+
+
+def test_a_wait_both_ways_is_said_in_the_confirmation() -> None:
+    [finding] = confirm([_finding("L306")], _waiting_step(412.0, 640.4))
+    assert finding.confirmed and finding.code_version == "old"
+    assert finding.observed_error == (
+        "traffic waited 412 ms behind its locks,"
+        " and the migration waited 640 ms for locks traffic held"
+    )
+
+
+@pytest.mark.parametrize("lock_wait_ms", [None, 0.0, 0.4])
+def test_no_queue_of_the_migration_no_mention(lock_wait_ms: float | None) -> None:
+    [finding] = confirm([_finding("L306")], _waiting_step(412.0, lock_wait_ms))
+    assert finding.observed_error == "traffic waited 412 ms behind its locks"
+
+
+def test_the_migration_queueing_alone_confirms_nothing() -> None:
+    # Waiting for traffic's locks is production's too, but no traffic waited behind it.
+    [finding] = confirm([_finding("L306")], _waiting_step(0.0, 640.0))
+    assert finding.confirmed is False

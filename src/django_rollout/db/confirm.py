@@ -68,14 +68,12 @@ def confirm(findings: Iterable[Finding], rehearsal: Rehearsal) -> list[Finding]:
                 )
             )
         elif _waited_on(finding, step):
-            out.append(
-                replace(
-                    finding,
-                    confirmed=True,
-                    observed_error=f"traffic waited {_wait(step):.0f} ms behind its locks",
-                    code_version="old",
-                )
-            )
+            said = f"traffic waited {_wait(step):.0f} ms behind its locks"
+            queued = sum(s.lock_wait_ms or 0.0 for s in step.statements)
+            if queued >= 1:
+                # The lock queue both ways: what a lock_timeout on the migration would cut.
+                said += f", and the migration waited {queued:.0f} ms for locks traffic held"
+            out.append(replace(finding, confirmed=True, observed_error=said, code_version="old"))
         else:
             out.append(replace(finding, confirmed=False))
     # The application started between migrations hits the same missing column before every
