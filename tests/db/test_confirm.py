@@ -7,9 +7,12 @@ rehearsal only sometimes sees (a deadlock, a lock timeout).
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from django_rollout.db.confirm import confirm
+from django_rollout.db.locks import Lock, Statement
 from django_rollout.db.rehearse import Rehearsal, Step
 from django_rollout.db.traffic import Observed
 from django_rollout.findings import Finding, Severity
@@ -111,8 +114,6 @@ def test_other_errors_of_traffic_do_not_confirm_a_lock_finding() -> None:
 
 
 def _waiting_step(traffic_wait_ms: float, lock_wait_ms: float | None) -> Rehearsal:
-    from django_rollout.db.locks import Lock, Statement
-
     rehearsal = _rehearsal()
     statement = Statement("ALTER TABLE catalog_product ...", started_ms=0.0, duration_ms=900.0)
     statement.locks = [Lock(PRODUCT, "AccessExclusiveLock", held_ms=900.0)]
@@ -140,3 +141,47 @@ def test_the_migration_queueing_alone_confirms_nothing() -> None:
     # Waiting for traffic's locks is production's too, but no traffic waited behind it.
     [finding] = confirm([_finding("L306")], _waiting_step(0.0, 640.0))
     assert finding.confirmed is False
+
+
+def _reference(column: str) -> Finding:
+    found = _finding("C109", Severity.INFO, index=1)
+    return replace(found, details=(("column", column), ("table", PRODUCT)))
+
+
+def _fk_violation(column: str | None) -> Observed:
+    return Observed(
+        "23503",
+        'update or delete on table "catalog_category" violates foreign key constraint',
+        app_label=APP,
+        migration=MIGRATION,
+        code_version="old",
+        action="delete",
+        table=PRODUCT,
+        column=column,
+        constraint="catalog_product_fk",
+    )
+
+
+def test_a_violation_confirms_the_reference_through_its_own_column_only() -> None:
+    out = confirm(
+        [_reference("category_id"), _reference("brand_id")],
+        _rehearsal(_fk_violation("category_id")),
+    )
+    got = {dict(f.details).get("column"): f for f in out}
+    assert got["category_id"].confirmed and got["category_id"].code_version == "old"
+    assert got["brand_id"].confirmed is False
+    assert None not in {f.rule for f in out}  # explained
+
+
+def test_a_violation_through_an_unknown_column_confirms_neither() -> None:
+    out = confirm([_reference("category_id")], _rehearsal(_fk_violation("owner_id")))
+    assert [f.confirmed for f in out if f.rule == "C109"] == [False]
+    [unexplained] = [f for f in out if f.rule is None]
+    assert unexplained.code_version == "old"
+
+
+def test_a_violation_that_names_no_column_confirms_by_table_as_before() -> None:
+    out = confirm(
+        [_reference("category_id"), _reference("brand_id")], _rehearsal(_fk_violation(None))
+    )
+    assert all(f.confirmed for f in out) and len(out) == 2

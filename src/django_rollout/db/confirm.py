@@ -1,7 +1,8 @@
 """Match what a rehearsal observed with the static findings (pure: no connection).
 
 A finding is confirmed when an error observed at its migration has one of its rule's
-SQLSTATEs (or classes) on one of its operation's tables, hitting the code a compatibility
+SQLSTATEs (or classes) on one of its operation's tables (on its column, when the finding
+names one in ``details`` and the error names one too), hitting the code a compatibility
 rule (C) speaks of, or the migration itself for the others (ARCHITECTURE.md). A lock rule
 (L) is confirmed when traffic waited while a statement of its migration held a lock on one of
 its tables, or when a wait there ended in a lock error (a deadlock, a lock timeout), whoever
@@ -125,7 +126,19 @@ def _matching_errors(finding: Finding, step: Step, observed: Sequence[Observed])
         and found.sqlstate
         and found.sqlstate.startswith(codes)
         and (tables is None or found.table is None or found.table in tables)
+        and _same_column(finding, found)
     ]
+
+
+def _same_column(finding: Finding, found: Observed) -> bool:
+    """False when the finding names the table and column it is about (``details``) and
+    the error names another: two references added to one table are two findings, and a
+    violation of one confirms that one only. True when either side does not say."""
+    said = dict(finding.details)
+    table, column = said.get("table"), said.get("column")
+    if table is None or column is None or found.column is None:
+        return True
+    return (found.table in (None, table)) and found.column == column
 
 
 def _waited_on(finding: Finding, step: Step) -> bool:

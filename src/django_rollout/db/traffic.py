@@ -284,6 +284,10 @@ class Traffic:
             found = observe(exc, action=action, **where)
             if found.table is None:
                 found = replace(found, table=table)
+            if found.sqlstate == "23503" and found.constraint and found.column is None:
+                # PostgreSQL names the foreign key, not its column: look the column up, so
+                # that the violation confirms the finding about that reference only.
+                found = replace(found, column=self._fk_column(found.constraint))
             errors.append(found)
             self.counters.add(version, failed=True)
             return None
@@ -361,6 +365,19 @@ class Traffic:
                 [constraint],
             )
             return frozenset(str(row[0]) for row in cursor.fetchall())
+
+    def _fk_column(self, constraint: str) -> str | None:
+        """The one referencing column of a foreign key, or None: several, or no way to ask
+        (inside a transaction, which an error has aborted)."""
+        from django.db import connections
+
+        if connections[self.alias].in_atomic_block:
+            return None
+        with contextlib.suppress(DatabaseError):
+            columns = self._columns(constraint)
+            if len(columns) == 1:
+                return next(iter(columns))
+        return None
 
     def _transient_in(self, table: str) -> set[Any]:
         with self._lock:

@@ -180,6 +180,8 @@ class ReferenceUnknownToOldCascade(Rule):
                 target_table=ref.target.db_table,
                 target_model=ref.target.label,
                 field=ref.field,
+                # What a rehearsal matches the foreign key violation's constraint with.
+                details={"table": ref.table, "column": ref.column},
             )
 
     def _references(self, ctx: OperationContext) -> Iterator[Reference]:
