@@ -840,3 +840,130 @@ def test_flags_grants_of_a_new_permission_in_a_non_atomic_migration(
 def test_flags_grants_of_permissions_that_may_exist(code: Callable[..., Any]) -> None:
     found = d205([DECLARE_CHOOSE, run(code)], permission_models(), other_apps=AUTH)
     assert [f.rule for f in found] == ["D205"]
+
+
+# -- a lookup before the insert, by fields the key may not hold ----------------------------
+
+
+def page_and_assignment() -> list[Operation]:
+    """A page and the workflow it is assigned to: one row per page (wagtail's WorkflowPage)."""
+    return [
+        migrations.CreateModel("Page", [("id", models.BigAutoField(primary_key=True))]),
+        migrations.CreateModel("Workflow", [("id", models.BigAutoField(primary_key=True))]),
+        migrations.CreateModel(
+            "Assignment",
+            [
+                (
+                    "page",
+                    models.OneToOneField(
+                        "shop.Page", models.CASCADE, primary_key=True, serialize=False
+                    ),
+                ),
+                ("workflow", models.ForeignKey("shop.Workflow", models.CASCADE)),
+            ],
+        ),
+    ]
+
+
+def assign_unless_this_exact_pair(apps: Any, schema_editor: Any) -> None:
+    Assignment = apps.get_model("shop", "Assignment")
+    Page = apps.get_model("shop", "Page")
+    workflow = apps.get_model("shop", "Workflow").objects.first()
+    for page in Page.objects.all():
+        if not Assignment.objects.filter(workflow=workflow, page=page).exists():
+            Assignment.objects.create(workflow=workflow, page=page)
+
+
+def set_unless_same_value(apps: Any, schema_editor: Any) -> None:
+    Setting = apps.get_model("shop", "Setting")
+    if not Setting.objects.filter(key="theme", value="dark").exists():
+        Setting.objects.create(key="theme", value="dark")
+
+
+def set_unless_same_value_chained(apps: Any, schema_editor: Any) -> None:
+    Setting = apps.get_model("shop", "Setting")
+    if Setting.objects.filter(key="theme").filter(value="dark").count() == 0:
+        Setting.objects.create(key="theme", value="dark")
+
+
+# Graded as any insert: rows driven by data warn, a seed row in an atomic migration is info.
+WIDER_LOOKUPS = {
+    "one_to_one_key_looked_up_with_another_field": (
+        assign_unless_this_exact_pair,
+        Severity.WARNING,
+    ),
+    "unique_key_looked_up_with_its_value": (set_unless_same_value, Severity.INFO),
+    "chained_filters": (set_unless_same_value_chained, Severity.INFO),
+}
+
+
+@pytest.mark.parametrize(("code", "severity"), WIDER_LOOKUPS.values(), ids=WIDER_LOOKUPS.keys())
+def test_flags_an_insert_guarded_by_a_lookup_wider_than_the_key(
+    code: Callable[..., Any], severity: Severity
+) -> None:
+    found = findings([run(code)], [setting_model(), *page_and_assignment()])
+    [finding] = found
+    assert finding.rule == "D205" and finding.severity is severity
+    assert "finds no row" in finding.message and "another value passes the" in finding.message
+
+
+def test_names_the_key_the_lookup_misses() -> None:
+    [finding] = findings([run(assign_unless_this_exact_pair)], page_and_assignment())
+    assert "lookup by `page`, `workflow`" in finding.message
+    assert "unique on its key (`page`)" in finding.message
+
+
+def assign_unless_page_has_one(apps: Any, schema_editor: Any) -> None:
+    Assignment = apps.get_model("shop", "Assignment")
+    Page = apps.get_model("shop", "Page")
+    workflow = apps.get_model("shop", "Workflow").objects.first()
+    for page in Page.objects.all():
+        if not Assignment.objects.filter(page_id=page.pk).exists():
+            Assignment.objects.create(workflow=workflow, page=page)
+
+
+def assign_unless_pk_taken(apps: Any, schema_editor: Any) -> None:
+    Assignment = apps.get_model("shop", "Assignment")
+    Page = apps.get_model("shop", "Page")
+    workflow = apps.get_model("shop", "Workflow").objects.first()
+    for page in Page.objects.all():
+        if Assignment.objects.filter(pk=page.pk).first() is None:
+            Assignment.objects.create(workflow=workflow, page=page)
+
+
+def set_unless_key_taken_any_case(apps: Any, schema_editor: Any) -> None:
+    Setting = apps.get_model("shop", "Setting")
+    if not Setting.objects.filter(key__iexact="theme").exists():
+        Setting.objects.create(key="theme", value="dark")
+
+
+def set_unless_q(apps: Any, schema_editor: Any) -> None:
+    from django.db.models import Q
+
+    Setting = apps.get_model("shop", "Setting")
+    if not Setting.objects.filter(Q(key="theme") | Q(value="dark")).exists():
+        Setting.objects.create(key="theme", value="dark")
+
+
+def set_unless_excluded(apps: Any, schema_editor: Any) -> None:
+    Setting = apps.get_model("shop", "Setting")
+    if not Setting.objects.exclude(value=None).filter(key="theme", value="x").exists():
+        Setting.objects.create(key="theme", value="dark")
+
+
+COVERING_OR_UNKNOWN_LOOKUPS = {
+    "foreign_key_column_of_the_key": assign_unless_page_has_one,
+    "pk": assign_unless_pk_taken,
+    "key_with_a_lookup_suffix": set_unless_key_taken_any_case,
+    "q_object_unknown": set_unless_q,
+    "exclude_unknown": set_unless_excluded,
+}
+
+
+@pytest.mark.parametrize(
+    "code", COVERING_OR_UNKNOWN_LOOKUPS.values(), ids=COVERING_OR_UNKNOWN_LOOKUPS.keys()
+)
+def test_ignores_a_lookup_that_covers_the_key_or_cannot_be_read(
+    code: Callable[..., Any],
+) -> None:
+    assert findings([run(code)], [setting_model(), *page_and_assignment()]) == []

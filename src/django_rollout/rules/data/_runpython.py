@@ -30,8 +30,25 @@ _CLASHES = frozenset({"IntegrityError"})
 _CONFLICT_FLAGS = frozenset({"ignore_conflicts", "update_conflicts"})
 # Functions that take a model or a row without writing it.
 _HARMLESS = frozenset(
-    {"isinstance", "issubclass", "len", "print", "repr", "str", "getattr", "hasattr", "type",
-     "id", "list", "tuple", "set", "sorted", "iter", "next", "bool"}
+    {
+        "isinstance",
+        "issubclass",
+        "len",
+        "print",
+        "repr",
+        "str",
+        "getattr",
+        "hasattr",
+        "type",
+        "id",
+        "list",
+        "tuple",
+        "set",
+        "sorted",
+        "iter",
+        "next",
+        "bool",
+    }
 )
 # Field names meaning "every field" in CodeFacts.written: the code hands the model or its rows
 # to something this module does not read (a helper function, ``update(**values)``, setattr).
@@ -74,6 +91,10 @@ class Insert:
     # cursor; or rows the code does not spell out); False for seed rows written once with
     # values the code spells (``create(name="editors")``, a loop over a literal list).
     copied: bool = True
+    # The insert runs only after looking for the row with ``Model.objects.filter(...)`` on
+    # these fields (the keywords' first segments, as spelled): it is safe only if every key
+    # it can clash on holds them all. None: not guarded so (any other guard drops the insert).
+    guard_fields: frozenset[str] | None = None
 
 
 @dataclass(frozen=True)
@@ -171,6 +192,40 @@ def _spelled(node: ast.AST) -> str:
 
 def _mentions(node: ast.AST, names: set[str]) -> bool:
     return any(isinstance(n, ast.Name) and n.id in names for n in ast.walk(node))
+
+
+# What a lookup chain may end in and still only ask whether matching rows exist.
+_PRESENCE = frozenset({"filter", "exists", "count", "first", "last"})
+
+
+def _filtered_fields(test: ast.AST, model_names: set[str]) -> frozenset[str] | None:
+    """Return the fields an ``if`` test looks the model up by, when it does so in exactly one
+    chain ``M.objects.filter(k=v, ...)[.filter(...)][.exists()|.count()|.first()|.last()]``
+    with keyword arguments only; None for any other test (``Q`` objects, ``exclude``,
+    ``**kwargs``, a lookup through a variable, two lookups)."""
+    found: list[frozenset[str] | None] = []
+    inner: set[int] = set()
+    for node in ast.walk(test):  # breadth first: a chain's outermost call comes first
+        if not isinstance(node, ast.Call) or id(node) in inner:
+            continue
+        fields: set[str] = set()
+        plain = True
+        call: ast.AST = node
+        while isinstance(call, ast.Call) and isinstance(call.func, ast.Attribute):
+            inner.add(id(call))
+            keywords = call.keywords
+            if call.func.attr not in _PRESENCE or call.args or any(k.arg is None for k in keywords):
+                plain = False
+            fields.update(k.arg.split("__")[0] for k in keywords if k.arg)
+            call = call.func.value
+        if (
+            isinstance(call, ast.Attribute)
+            and call.attr == "objects"
+            and isinstance(call.value, ast.Name)
+            and call.value.id in model_names
+        ):
+            found.append(frozenset(fields) if plain and fields else None)
+    return found[0] if len(found) == 1 else None
 
 
 def _derived(value: ast.AST, row_vars: set[str], own: str | None = None) -> bool:
@@ -426,16 +481,15 @@ class _Reader:
         returns = [
             n.value
             for n in reader.nodes
-            if isinstance(n, ast.Return) and n.value is not None
+            if isinstance(n, ast.Return)
+            and n.value is not None
             and not (isinstance(n.value, ast.Constant) and n.value.value is None)
         ]
         if len(returns) != 1:
             return None
         return reader._lookup(returns[0], many)
 
-    def _nearest_binding(
-        self, node: ast.AST, name: str
-    ) -> tuple[ast.stmt, ast.expr, bool] | None:
+    def _nearest_binding(self, node: ast.AST, name: str) -> tuple[ast.stmt, ast.expr, bool] | None:
         """Return the statement and value ``name`` was last bound to before ``node``, and
         whether it iterates that value (``for name in value:``); None when its nearest
         binding is anything else (a branch, ``with ... as``, a parameter).
@@ -551,9 +605,7 @@ class _Reader:
                 explicit_pk = any(k.arg in ("pk", "id") for k in receiver.keywords)
                 if key is not None and not explicit_pk:
                     row = _keywords(receiver)
-                    self._insert(
-                        key, node, {receiver.func.id}, None if row is None else (row,)
-                    )
+                    self._insert(key, node, {receiver.func.id}, None if row is None else (row,))
             return
         key = self.model_of(receiver)
         if key is None or receiver is _root(receiver):
@@ -642,11 +694,13 @@ class _Reader:
                 return not (isinstance(value, ast.Constant) and not value.value)
         return False
 
-    def _guard(self, node: ast.AST, names: set[str]) -> str | None:
+    def _guard(self, node: ast.AST, names: set[str]) -> tuple[str | None, frozenset[str] | None]:
         """Return how the insert is guarded: ``"looked-up"`` when it runs only after looking
         for the row (an ``if`` whose test queries the model, an ``except DoesNotExist``, a
         loop over rows selected for lacking one) or absorbs a clash inside a savepoint;
-        ``"absorbed"`` when it swallows ``IntegrityError`` with no savepoint; else None."""
+        ``"absorbed"`` when it swallows ``IntegrityError`` with no savepoint; else None.
+        Second: the fields of the lookup, when the nearest guard is an ``if`` that filters
+        the model by keywords only (``if not M.objects.filter(a=..., b=...).exists()``)."""
         model_names = names | {n for n, k in self.facts.models.items() if k in self._keys(names)}
         savepoint = False
         child = node
@@ -659,26 +713,26 @@ class _Reader:
                 and child is not parent.test
                 and (_mentions(parent.test, model_names) or self._queries(parent.test))
             ):
-                return "looked-up"
+                return "looked-up", _filtered_fields(parent.test, model_names)
             if (
                 isinstance(parent, ast.For)
                 and child is not parent.iter
                 and _selects_missing(parent.iter)
             ):
-                return "looked-up"
+                return "looked-up", None
             if isinstance(parent, ast.ExceptHandler) and _names_exception(
                 parent.type, _LOOKUP_MISSES
             ):
-                return "looked-up"
+                return "looked-up", None
             absorbs = (
                 isinstance(parent, ast.Try)
                 and child in parent.body
                 and any(_names_exception(h.type, _CLASHES) for h in parent.handlers)
             ) or (isinstance(parent, ast.With) and _suppresses_clash(parent))
             if absorbs:
-                return "looked-up" if savepoint else "absorbed"
+                return ("looked-up" if savepoint else "absorbed"), None
             child, parent = parent, self.parents.get(parent)
-        return None
+        return None, None
 
     def _keys(self, names: set[str]) -> set[ModelKey]:
         return {self.facts.models[n] for n in names if n in self.facts.models}
@@ -699,8 +753,8 @@ class _Reader:
         names: set[str],
         rows: tuple[Mapping[str, ast.expr], ...] | None = None,
     ) -> None:
-        guard = self._guard(node, names)
-        if guard == "looked-up":
+        guard, guard_fields = self._guard(node, names)
+        if guard == "looked-up" and guard_fields is None:
             return
         line = self.line(node)
         insert = Insert(
@@ -712,6 +766,7 @@ class _Reader:
             fresh=self._fresh_names(node, rows),
             looked_up=self._looked_up_names(node, rows),
             copied=rows is None or self._driven_by_data(node),
+            guard_fields=guard_fields,
         )
         self.facts.inserts.append(insert)
 
@@ -765,9 +820,7 @@ def _binds_around(node: ast.AST, name: str) -> bool:
         return True
     elif isinstance(node, ast.comprehension):
         targets.append(node.target)
-    return any(
-        isinstance(n, ast.Name) and n.id == name for t in targets for n in ast.walk(t)
-    )
+    return any(isinstance(n, ast.Name) and n.id == name for t in targets for n in ast.walk(t))
 
 
 def _keywords(call: ast.Call) -> Mapping[str, ast.expr] | None:

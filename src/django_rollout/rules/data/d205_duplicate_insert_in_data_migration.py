@@ -66,7 +66,12 @@ class DuplicateInsertInDataMigration(Rule):
     start-up code does not touch, in an atomic migration: only a row made by hand, or left
     by a rolled-back run whose reverse is a no-op, can hold that key.
     Also silent: ``get_or_create``, ``update_or_create``, ``.update(...)``, an insert
-    inside an ``if`` that queries the model first, in the ``except DoesNotExist`` of a
+    inside an ``if`` that queries the model first (unless the ``if`` filters the model by
+    keywords that some key it can clash on does not hold: ``if not
+    WorkflowPage.objects.filter(workflow=w, page=p).exists()`` before a create, on a table
+    unique on ``page`` alone, lets a row of ``p`` with another workflow through, and the
+    insert clashes; ``pk``, ``page_id`` and lookups such as ``key__iexact`` count as the
+    key's fields), in the ``except DoesNotExist`` of a
     lookup, catching ``IntegrityError`` inside ``transaction.atomic()`` (a savepoint) or in
     a non-atomic migration (without a savepoint, on PostgreSQL, the swallowed error aborts
     the migration's transaction: flagged with that message), or driven by a loop over rows
@@ -153,6 +158,12 @@ class DuplicateInsertInDataMigration(Rule):
         " a clash with rows already in `{table}` aborts the transaction and the next statement"
         " fails with `current transaction is aborted`"
     )
+    guarded_message = (
+        "`{call}` runs only when a lookup by {looked_up} finds no row, but `{table}` is unique"
+        " on its {key}: a row already there with that key and another value passes the"
+        " lookup, and the insert fails the migration with `duplicate key value violates"
+        " unique constraint`"
+    )
     seed_message = (
         "`{call}` inserts a fixed row into `{table}`: if a row with the same {key} is already"
         " there (made by hand, or left by a rolled-back run whose reverse is a no-op), the"
@@ -200,6 +211,17 @@ class DuplicateInsertInDataMigration(Rule):
             fresh = {**insert.fresh, **_new_permissions(ctx, insert)}
             if not keys or all(_fresh_in_every_row(k, insert.rows, fresh) for k in keys):
                 continue
+            if insert.guard_fields is not None:
+                # Looked up first: a clash passes the lookup only on a key that lacks one of
+                # the fields looked up by (a row with that key and another value there).
+                looked_up = _field_names(model, insert.guard_fields)
+                keys = [
+                    k
+                    for k in keys
+                    if not looked_up <= k and not _fresh_in_every_row(k, insert.rows, fresh)
+                ]
+                if not keys:
+                    continue
             # Swallowing the clash works only where a failed statement does not poison the
             # transaction: outside one (non-atomic), or on a vendor that keeps it usable.
             if insert.absorbed and not (ctx.atomic and ctx.unit.vendor == "postgresql"):
@@ -208,6 +230,8 @@ class DuplicateInsertInDataMigration(Rule):
             message = None
             if insert.absorbed:
                 message = self.absorbed_message
+            elif insert.guard_fields is not None:
+                message = self.guarded_message
             elif severity is Severity.INFO:
                 message = self.seed_message
             yield self.finding(
@@ -219,6 +243,7 @@ class DuplicateInsertInDataMigration(Rule):
                 key=_shown(keys),
                 model=model.name,
                 table=model.db_table,
+                looked_up=", ".join(f"`{f}`" for f in sorted(insert.guard_fields or ())),
                 location=Location(relative(facts.path), insert.line),
             )
 
@@ -237,8 +262,7 @@ class DuplicateInsertInDataMigration(Rule):
         if ctx.unit.in_s0(key):
             if not ctx.atomic:
                 return (
-                    "the release still serving or an earlier half-run of this non-atomic"
-                    " migration",
+                    "the release still serving or an earlier half-run of this non-atomic migration",
                     Severity.WARNING,
                 )
             if copied or startup is None:
@@ -338,9 +362,7 @@ def clashing_keys(
     return keys
 
 
-def sql_clashing_keys(
-    unit: Unit, model: ModelView, columns: Sequence[str]
-) -> list[frozenset[str]]:
+def sql_clashing_keys(unit: Unit, model: ModelView, columns: Sequence[str]) -> list[frozenset[str]]:
     """Return the unique keys a SQL INSERT into ``model`` can clash on (no column list means
     every column, the primary key included)."""
     keys: list[frozenset[str]] = []
@@ -430,8 +452,20 @@ def _codenames(model: ModelView) -> set[str]:
     return names
 
 
+def _field_names(model: ModelView, spelled: frozenset[str]) -> frozenset[str]:
+    """The model's field names for lookup keywords: ``pk`` is the primary key, and
+    ``author_id`` the foreign key ``author``."""
+    pk_name, _ = _pk(model)
+    names = set()
+    for name in spelled:
+        if name == "pk":
+            name = pk_name or "id"
+        elif name not in model.fields and name.endswith("_id") and name[:-3] in model.fields:
+            name = name[:-3]
+        names.add(name)
+    return frozenset(names)
+
+
 def _shown(keys: Sequence[frozenset[str]]) -> str:
-    shown = [
-        "(" + ", ".join(f"`{f}`" for f in sorted(k)) + ")" for k in dict.fromkeys(keys)
-    ]
+    shown = ["(" + ", ".join(f"`{f}`" for f in sorted(k)) + ")" for k in dict.fromkeys(keys)]
     return "key " + " or ".join(shown[:3]) + (" ..." if len(shown) > 3 else "")
