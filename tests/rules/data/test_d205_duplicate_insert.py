@@ -967,3 +967,48 @@ def test_ignores_a_lookup_that_covers_the_key_or_cannot_be_read(
     code: Callable[..., Any],
 ) -> None:
     assert findings([run(code)], [setting_model(), *page_and_assignment()]) == []
+
+
+def member_model() -> Operation:
+    """Unique e-mail among the members not deleted (a soft delete)."""
+    from django.db.models import Q
+
+    return migrations.CreateModel(
+        "Member",
+        [
+            ("id", models.BigAutoField(primary_key=True)),
+            ("email", models.CharField(max_length=100)),
+            ("deleted", models.BooleanField(default=False)),
+            ("team", models.CharField(max_length=20, null=True)),
+        ],
+        options={
+            "constraints": [
+                models.UniqueConstraint(
+                    fields=["email"], condition=Q(deleted=False), name="live_email_uniq"
+                )
+            ]
+        },
+    )
+
+
+def invite_unless_live_member(apps: Any, schema_editor: Any) -> None:
+    Member = apps.get_model("shop", "Member")
+    for email in apps.get_model("shop", "Setting").objects.values_list("key", flat=True):
+        if not Member.objects.filter(email=email, deleted=False).exists():
+            Member.objects.create(email=email)
+
+
+def invite_unless_in_team(apps: Any, schema_editor: Any) -> None:
+    Member = apps.get_model("shop", "Member")
+    for email in apps.get_model("shop", "Setting").objects.values_list("key", flat=True):
+        if not Member.objects.filter(email=email, team="core").exists():
+            Member.objects.create(email=email, team="core")
+
+
+def test_a_lookup_on_a_conditional_keys_condition_covers_it() -> None:
+    assert findings([run(invite_unless_live_member)], [setting_model(), member_model()]) == []
+
+
+def test_a_lookup_on_another_field_of_a_conditional_key_does_not() -> None:
+    [finding] = findings([run(invite_unless_in_team)], [setting_model(), member_model()])
+    assert finding.rule == "D205" and "lookup by `email`, `team`" in finding.message

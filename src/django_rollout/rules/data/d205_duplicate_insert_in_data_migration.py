@@ -7,7 +7,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from django.db import migrations
+from django.db import migrations, models
 from django.db.models.fields import AutoFieldMixin
 
 from django_rollout.findings import Finding, Location, Severity
@@ -17,7 +17,9 @@ from django_rollout.graph.source import relative
 from django_rollout.rules.base import Rule
 from django_rollout.rules.data._runpython import Insert, forward_facts
 from django_rollout.rules.data._schema import (
+    constraint_set,
     earlier_operations,
+    expression_fields,
     insert_handles_conflicts,
     runsql_actions,
     table_ref,
@@ -71,7 +73,8 @@ class DuplicateInsertInDataMigration(Rule):
     WorkflowPage.objects.filter(workflow=w, page=p).exists()`` before a create, on a table
     unique on ``page`` alone, lets a row of ``p`` with another workflow through, and the
     insert clashes; ``pk``, ``page_id`` and lookups such as ``key__iexact`` count as the
-    key's fields), in the ``except DoesNotExist`` of a
+    key's fields, and so do the fields a conditional key's condition reads), in the
+    ``except DoesNotExist`` of a
     lookup, catching ``IntegrityError`` inside ``transaction.atomic()`` (a savepoint) or in
     a non-atomic migration (without a savepoint, on PostgreSQL, the swallowed error aborts
     the migration's transaction: flagged with that message), or driven by a loop over rows
@@ -215,10 +218,12 @@ class DuplicateInsertInDataMigration(Rule):
                 # Looked up first: a clash passes the lookup only on a key that lacks one of
                 # the fields looked up by (a row with that key and another value there).
                 looked_up = _field_names(model, insert.guard_fields)
+                conditions = _condition_fields(ctx.unit, model)
                 keys = [
                     k
                     for k in keys
-                    if not looked_up <= k and not _fresh_in_every_row(k, insert.rows, fresh)
+                    if not looked_up <= k | conditions.get(k, frozenset())
+                    and not _fresh_in_every_row(k, insert.rows, fresh)
                 ]
                 if not keys:
                     continue
@@ -450,6 +455,20 @@ def _codenames(model: ModelView) -> set[str]:
     for action in options.get("default_permissions", ("add", "change", "delete", "view")):
         names.add(f"{action}_{model.name.lower()}")
     return names
+
+
+def _condition_fields(unit: Unit, model: ModelView) -> dict[frozenset[str], frozenset[str]]:
+    """The fields each conditional unique key's condition reads (``UniqueConstraint(fields=
+    ["email"], condition=Q(deleted=False))``): a lookup that filters on them as well as on
+    the key still finds every row the key can clash with."""
+    out: dict[frozenset[str], frozenset[str]] = {}
+    for each in _lineage(unit, model):
+        for constraint in each.options.get("constraints") or ():
+            if isinstance(constraint, models.UniqueConstraint) and constraint.condition:
+                key = constraint_set(constraint).fields
+                read = frozenset(expression_fields(constraint.condition))
+                out[key] = out.get(key, frozenset()) | read
+    return out
 
 
 def _field_names(model: ModelView, spelled: frozenset[str]) -> frozenset[str]:
