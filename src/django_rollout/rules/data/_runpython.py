@@ -30,25 +30,8 @@ _CLASHES = frozenset({"IntegrityError"})
 _CONFLICT_FLAGS = frozenset({"ignore_conflicts", "update_conflicts"})
 # Functions that take a model or a row without writing it.
 _HARMLESS = frozenset(
-    {
-        "isinstance",
-        "issubclass",
-        "len",
-        "print",
-        "repr",
-        "str",
-        "getattr",
-        "hasattr",
-        "type",
-        "id",
-        "list",
-        "tuple",
-        "set",
-        "sorted",
-        "iter",
-        "next",
-        "bool",
-    }
+    {"isinstance", "issubclass", "len", "print", "repr", "str", "getattr", "hasattr", "type",
+     "id", "list", "tuple", "set", "sorted", "iter", "next", "bool"}
 )
 # Field names meaning "every field" in CodeFacts.written: the code hands the model or its rows
 # to something this module does not read (a helper function, ``update(**values)``, setattr).
@@ -481,15 +464,16 @@ class _Reader:
         returns = [
             n.value
             for n in reader.nodes
-            if isinstance(n, ast.Return)
-            and n.value is not None
+            if isinstance(n, ast.Return) and n.value is not None
             and not (isinstance(n.value, ast.Constant) and n.value.value is None)
         ]
         if len(returns) != 1:
             return None
         return reader._lookup(returns[0], many)
 
-    def _nearest_binding(self, node: ast.AST, name: str) -> tuple[ast.stmt, ast.expr, bool] | None:
+    def _nearest_binding(
+        self, node: ast.AST, name: str
+    ) -> tuple[ast.stmt, ast.expr, bool] | None:
         """Return the statement and value ``name`` was last bound to before ``node``, and
         whether it iterates that value (``for name in value:``); None when its nearest
         binding is anything else (a branch, ``with ... as``, a parameter).
@@ -605,7 +589,9 @@ class _Reader:
                 explicit_pk = any(k.arg in ("pk", "id") for k in receiver.keywords)
                 if key is not None and not explicit_pk:
                     row = _keywords(receiver)
-                    self._insert(key, node, {receiver.func.id}, None if row is None else (row,))
+                    self._insert(
+                        key, node, {receiver.func.id}, None if row is None else (row,)
+                    )
             return
         key = self.model_of(receiver)
         if key is None or receiver is _root(receiver):
@@ -820,7 +806,9 @@ def _binds_around(node: ast.AST, name: str) -> bool:
         return True
     elif isinstance(node, ast.comprehension):
         targets.append(node.target)
-    return any(isinstance(n, ast.Name) and n.id == name for t in targets for n in ast.walk(t))
+    return any(
+        isinstance(n, ast.Name) and n.id == name for t in targets for n in ast.walk(t)
+    )
 
 
 def _keywords(call: ast.Call) -> Mapping[str, ast.expr] | None:

@@ -267,7 +267,8 @@ class DuplicateInsertInDataMigration(Rule):
         if ctx.unit.in_s0(key):
             if not ctx.atomic:
                 return (
-                    "the release still serving or an earlier half-run of this non-atomic migration",
+                    "the release still serving or an earlier half-run of this non-atomic"
+                    " migration",
                     Severity.WARNING,
                 )
             if copied or startup is None:
@@ -367,7 +368,9 @@ def clashing_keys(
     return keys
 
 
-def sql_clashing_keys(unit: Unit, model: ModelView, columns: Sequence[str]) -> list[frozenset[str]]:
+def sql_clashing_keys(
+    unit: Unit, model: ModelView, columns: Sequence[str]
+) -> list[frozenset[str]]:
     """Return the unique keys a SQL INSERT into ``model`` can clash on (no column list means
     every column, the primary key included)."""
     keys: list[frozenset[str]] = []
@@ -486,5 +489,7 @@ def _field_names(model: ModelView, spelled: frozenset[str]) -> frozenset[str]:
 
 
 def _shown(keys: Sequence[frozenset[str]]) -> str:
-    shown = ["(" + ", ".join(f"`{f}`" for f in sorted(k)) + ")" for k in dict.fromkeys(keys)]
+    shown = [
+        "(" + ", ".join(f"`{f}`" for f in sorted(k)) + ")" for k in dict.fromkeys(keys)
+    ]
     return "key " + " or ".join(shown[:3]) + (" ..." if len(shown) > 3 else "")
