@@ -193,7 +193,7 @@ def measure_interleaved(
     return measures
 
 
-def instructions(cmd: list[str], project: Project) -> int | None:
+def instructions(label: str, cmd: list[str], project: Project) -> int | None:
     """Count the instructions one run of ``cmd`` executes (valgrind's cachegrind, without
     its cache simulation; about 15x slower than a plain run). Unlike wall or CPU time, the
     count does not move with what else the host runs. None without valgrind."""
@@ -213,7 +213,7 @@ def instructions(cmd: list[str], project: Project) -> int | None:
     if match is None:
         raise SystemExit(f"valgrind counted nothing for {cmd[:3]}\n{proc.stderr[-3000:]}")
     count = int(match.group(1).replace(",", ""))
-    print(f"  {' '.join(cmd[1:4])[:34]:34} {count / 1e9:8.2f} G instructions", file=sys.stderr)
+    print(f"  {label:34} {count / 1e9:8.2f} G instructions", file=sys.stderr)
     return count
 
 
@@ -357,7 +357,7 @@ def bench(project: Project, args: argparse.Namespace) -> dict[str, Any]:
         # the edited runs left the store one migration behind: bring it up to date first
         _require("refresh", run_once([*check_cmd, "--cache-dir", str(store)], project), ok)
         counted = {
-            label: instructions(cmd, project)
+            label: instructions(label, cmd, project)
             for label, cmd in (
                 ("showmigrations", [py, "manage.py", "showmigrations"]),
                 ("check", [*check_cmd, "--cache-dir", str(store)]),
