@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
 
+from django_rollout.db.locks import NOTED_LOCK_WAIT_MS
 from django_rollout.db.rehearse import Rehearsal, Step
 from django_rollout.db.traffic import Observed
 from django_rollout.findings import Finding, Severity
@@ -71,7 +72,7 @@ def confirm(findings: Iterable[Finding], rehearsal: Rehearsal) -> list[Finding]:
         elif _waited_on(finding, step):
             said = f"traffic waited {_wait(step):.0f} ms behind its locks"
             queued = sum(s.lock_wait_ms or 0.0 for s in step.statements)
-            if queued >= 1:
+            if queued >= NOTED_LOCK_WAIT_MS:
                 # The lock queue both ways: what a lock_timeout on the migration would cut.
                 said += f", and the migration waited {queued:.0f} ms for locks traffic held"
             out.append(replace(finding, confirmed=True, observed_error=said, code_version="old"))

@@ -40,6 +40,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 PROBE_INTERVAL_S = 0.005
+# A statement's own wait for traffic's locks (``lock_wait_ms``) that the reports name: from
+# a millisecond up; below that it is one probe round's rounding, not a queue.
+NOTED_LOCK_WAIT_MS = 1.0
 
 _LOCKS_SQL = """
 SELECT c.relname, l.mode

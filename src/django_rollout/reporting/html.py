@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from django_rollout.api import Report
+from django_rollout.db.locks import NOTED_LOCK_WAIT_MS
 from django_rollout.findings import Finding
 from django_rollout.reporting.timeline import MIN_STEP_PX, MODES, Step, draw, read_steps
 
@@ -142,7 +143,7 @@ def _problems(report: Report, steps: Sequence[Step]) -> str:
                 f" {_e(e.message)}{_e(rules)}</li>"
             )
         for st in s.statements:
-            if st.queued_ms >= 1:
+            if st.queued_ms >= NOTED_LOCK_WAIT_MS:
                 lines.append(
                     f'<li class="warn">the migration waited {st.queued_ms:.0f} ms for locks'
                     f" traffic held, before it could run<pre>{_e(st.sql)}</pre>"

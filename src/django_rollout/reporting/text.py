@@ -10,6 +10,7 @@ from rich.markup import escape
 from rich.text import Text
 
 from django_rollout.api import Report
+from django_rollout.db.locks import NOTED_LOCK_WAIT_MS
 from django_rollout.findings import Finding, Severity
 
 _STYLE = {Severity.ERROR: "bold red", Severity.WARNING: "yellow", Severity.INFO: "cyan"}
@@ -124,7 +125,7 @@ def _rehearsal_summary(console: Console, report: Report) -> None:
         ((sum(st.get("lock_wait_ms") or 0 for st in s["statements"]), s) for s in steps),
         key=lambda pair: -pair[0],
     )
-    queued = [(ms, s) for ms, s in queued[:_SLOWEST] if ms >= 1]
+    queued = [(ms, s) for ms, s in queued[:_SLOWEST] if ms >= NOTED_LOCK_WAIT_MS]
     if queued:
         named = (f"{s['app_label']}.{s['migration']} {ms:,.0f} ms" for ms, s in queued)
         console.print(escape("the migration waited for traffic's locks: " + ", ".join(named)))

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django_rollout.api import Report
+from django_rollout.db.locks import NOTED_LOCK_WAIT_MS
 
 # Lock modes from weakest to strongest, with their colour and what ordinary traffic
 # (SELECT takes ACCESS SHARE; INSERT, UPDATE and DELETE take ROW EXCLUSIVE) does meanwhile.
@@ -303,7 +304,7 @@ def _statements(steps: Sequence[Step], frame: _Frame) -> Iterable[str]:
             w = max(frame.left + s.x_at(st.started_ms + st.duration_ms) - x, 1.5)
             css = "statement failed" if st.failed else "statement"
             tip = f"{st.sql}\n{s.name}: at {st.started_ms:.1f} ms, ran {st.duration_ms:.1f} ms"
-            if st.queued_ms >= 1:
+            if st.queued_ms >= NOTED_LOCK_WAIT_MS:
                 tip += f", of which it waited {st.queued_ms:.0f} ms for traffic's locks"
             yield (
                 f'<rect class="{css}" x="{x:.1f}" y="{y + 7:.1f}" width="{w:.1f}"'
