@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -114,6 +115,13 @@ def test_unknown_alias_and_unreachable_server_are_one_line_errors() -> None:
 KINDS = [("a", "Alpha"), ("b", "Beta"), ("c", "Gamma")]
 
 
+def _create_tables(alias: str, apps: Any) -> None:
+    """Create every model of ``apps`` on ``alias``."""
+    with connections[alias].schema_editor() as editor:
+        for model in apps.get_models():
+            editor.create_model(model)
+
+
 def state() -> ProjectState:
     operations: list[Any] = [
         migrations.CreateModel(
@@ -171,9 +179,7 @@ def state() -> ProjectState:
 def seeded(request: pytest.FixtureRequest) -> Iterator[tuple[Any, str]]:
     apps = state().apps
     with scratch_database(request.param) as scratch:
-        with connections[scratch.alias].schema_editor() as editor:
-            for model in apps.get_models():
-                editor.create_model(model)
+        _create_tables(scratch.alias, apps)
         yield apps, scratch.alias
 
 
@@ -368,9 +374,7 @@ def test_background_sessions_run_in_a_child_and_report_back() -> None:
     apps = state().apps
     with scratch_database(SOURCE) as scratch:
         connection = connections[scratch.alias]
-        with connection.schema_editor() as editor:
-            for model in apps.get_models():
-                editor.create_model(model)
+        _create_tables(scratch.alias, apps)
         top_up(apps, scratch.alias, 5)
         with connection.schema_editor() as editor:  # old code still knows this table
             editor.delete_model(apps.get_model("seedapp", "Tag"))
@@ -394,6 +398,98 @@ def test_background_sessions_run_in_a_child_and_report_back() -> None:
         assert missing and missing[0].table == "seedapp_tag" and missing[0].code_version == "old"
         assert all(o.migration == "0002_x" for o in sink)
         assert traffic._n == before + ROWS_PER_BACKGROUND  # the child's numbers were its own
+
+
+def _children() -> list[int]:
+    """The pids of this process's live children (Linux ``/proc``)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == os.getpid() and fields[0] != "Z":
+                found.append(int(entry.name))
+    return found
+
+
+def _autogroup(pid: int) -> list[str]:
+    """A process's scheduling autogroup as Linux shows it, split; [] if it shows none."""
+    try:
+        return Path(f"/proc/{pid}/autogroup").read_text().split()
+    except OSError:
+        return []
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads Linux /proc")
+def test_background_child_runs_in_a_session_of_its_own_below_the_migration() -> None:
+    """The traffic's CPU time must not be charged to the migrating process's scheduling
+    group: where Linux groups by session (autogroup), the child's niceness counts only if
+    it has a session, and so a group, of its own. A block that raises (Ctrl-C) still ends
+    and reaps the child, which no longer gets the terminal's signals."""
+    from django_rollout.db.traffic import NICE, Traffic
+
+    apps = state().apps
+    with scratch_database(SOURCE) as scratch:
+        _create_tables(scratch.alias, apps)
+        sink: list[Any] = []
+        where = {"app_label": "seedapp", "migration": "0002_x"}
+        with (
+            pytest.raises(KeyboardInterrupt),
+            Traffic(scratch.alias).background(
+                [apps.get_model("seedapp", "Category")], "old", where, sink
+            ) as pids,
+        ):
+            assert pids
+            [child] = _children()
+            assert os.getsid(child) == child != os.getsid(0)
+            assert os.getpriority(os.PRIO_PROCESS, child) == NICE
+            # "/autogroup-N nice K", or empty for a process in no autogroup: one whose
+            # session is still the boot's (a CI runner's), or where cgroups or a disabled
+            # sysctl group the scheduling instead. The child's own session gets its own.
+            theirs = _autogroup(child)
+            if theirs:
+                assert theirs[0] != (_autogroup(os.getpid()) or [""])[0]
+                assert theirs[-1] == str(NICE)
+            raise KeyboardInterrupt
+        assert _children() == []
+    assert not [o for o in sink if o.action == "connect"]  # it reported back as it ended
+
+
+def test_background_sessions_commit_without_waiting_for_the_flush(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Each background session, and only those, commits without waiting for its WAL flush
+    (the migrating session's commits must not queue behind one per traffic transaction);
+    what traffic does is the same. Threads instead of a child, so the sessions are seen."""
+    from django_rollout.db import traffic as traffic_module
+
+    setting: list[str] = []
+    real = traffic_module._commit_without_flush
+
+    def recording(connection: Any) -> None:
+        real(connection)
+        with connection.cursor() as cursor:
+            cursor.execute("SHOW synchronous_commit")
+            setting.append(cursor.fetchone()[0])
+
+    monkeypatch.setattr(traffic_module, "_commit_without_flush", recording)
+    monkeypatch.delattr(os, "fork")
+    apps = state().apps
+    with scratch_database(SOURCE) as scratch:
+        connection = connections[scratch.alias]
+        _create_tables(scratch.alias, apps)
+        traffic = traffic_module.Traffic(scratch.alias)
+        models_now = [apps.get_model("seedapp", n) for n in ("Category", "Product")]
+        where = {"app_label": "seedapp", "migration": "0002_x"}
+        with traffic.background(models_now, "old", where, []) as pids:
+            assert len(pids) == 2
+        with connection.cursor() as cursor:
+            cursor.execute("SHOW synchronous_commit")
+            assert cursor.fetchone()[0] == "on"  # the migrating session's: the server's
+    assert setting == ["off", "off"]
+    assert traffic.counters.actions["old"] > 0
 
 
 def test_background_child_that_dies_is_reported_not_lost_silently() -> None:
@@ -571,9 +667,7 @@ def test_a_row_inserted_behind_the_orms_cascade_is_the_traffics_own_race() -> No
     category, product = apps.get_model("seedapp", "Category"), apps.get_model("seedapp", "Product")
     with scratch_database(SOURCE) as scratch:
         connection = connections[scratch.alias]
-        with connection.schema_editor() as editor:
-            for model in apps.get_models():
-                editor.create_model(model)
+        _create_tables(scratch.alias, apps)
         doomed = category.objects.using(scratch.alias).create(code="zz", name="doomed")
         params = connection.get_connection_params()
 

@@ -443,6 +443,15 @@ class Traffic:
         the process that runs ``migrate``, and on a small machine the traffic's own Python
         starved the migrating one, which held its locks the longer for it (see
         ``benchmarks/README.md``). Its database sessions keep their priority.
+
+        The child leaves the migrating process's session (``_own_session``): where Linux
+        groups the scheduling by session (autogroup, on by default), niceness only weighs
+        threads of one session against each other, and the traffic's CPU time was charged to
+        the group the migrating thread shares, which then waited behind every other group
+        (each PostgreSQL backend is one: the postmaster's children call ``setsid``). The
+        child's own group gets the niceness instead. Ctrl-C at a terminal reaches the
+        parent only, which ends the child through ``stop`` as it ends it on success; a child
+        whose parent died sees ``stop`` close and leaves.
         """
         if not hasattr(os, "fork"):
             stop = threading.Event()
@@ -489,6 +498,7 @@ class Traffic:
             try:
                 connection = connections[self.alias]
                 connection.ensure_connection()
+                _commit_without_flush(connection)
                 pid = backend_pid(connection)
                 with guard:
                     if pid is not None:
@@ -541,8 +551,7 @@ class Traffic:
             try:
                 for fd in (pid_read, out_read, stop_write):
                     os.close(fd)
-                with contextlib.suppress(OSError):
-                    os.nice(NICE)  # before the threads, which inherit it
+                _own_session(NICE)  # before the threads, which inherit it
                 self._n = first
                 self.counters = Counters()
                 self._lock = threading.Lock()
@@ -602,6 +611,36 @@ class Traffic:
             else:  # the child died: its traffic is lost, which the report must say
                 text = f"background traffic process ended without a report (status {status})"
                 sink.append(Observed(None, text, action="connect", code_version=version, **where))
+
+
+def _commit_without_flush(connection: Any) -> None:
+    """Let a background session's commits return before their WAL reaches the disk
+    (PostgreSQL's ``synchronous_commit = off``, for this session only).
+
+    Traffic without pause commits hundreds of times a second, and a data migration that
+    commits row by row queued each of its commits behind their flushes on the scratch
+    server's disk, a cost of this harness's density, not of the deploy (paired runs in
+    ``benchmarks/README.md``, session 12). What the rehearsal reads of traffic is unchanged:
+    the same statements, locks, errors and rows. Its rows become visible and its locks free
+    a flush earlier, and a crash of the server could lose its last commits, which on a
+    scratch database lose nothing.
+    """
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SET synchronous_commit TO off")
+
+
+def _own_session(nice: int) -> None:
+    """Lower this (forked) process's priority by ``nice`` in its own session, so that
+    its CPU time is neither charged to its parent's scheduling group nor weighed as
+    much as it. Each step is best effort: a platform without sessions or autogroups, or
+    a kernel that refuses, leaves the process as it is."""
+    with contextlib.suppress(OSError):
+        os.setsid()
+    with contextlib.suppress(OSError), open("/proc/self/autogroup", "w") as group:
+        group.write(str(nice))
+    with contextlib.suppress(OSError):
+        os.nice(nice)
 
 
 def _await(done: Any, timeout: float = CONNECT_TIMEOUT_S) -> None:
