@@ -716,6 +716,7 @@ def rehearse(options: RehearseOptions, progress: Any = None) -> Report:
                 "vendor": rehearsal.vendor,
                 "name": rehearsal.scratch,
                 "server": rehearsal.server,
+                "server_version": rehearsal.server_version,
                 "left_running": rehearsal.left_running,
                 "copied_from": None if copy is None else copy.label,
                 "copy_method": None if copy is None else copy.method,

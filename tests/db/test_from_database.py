@@ -8,6 +8,7 @@ and its data are the same afterwards, whichever way it was copied.
 from __future__ import annotations
 
 import hashlib
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -92,6 +93,9 @@ def test_rehearses_on_a_copy_with_the_real_rows_and_leaves_the_source_unchanged(
     assert doc["unit"] == [["vault", "0002_checksum"]]
     assert doc["scratch"]["copied_from"] == "default"
     assert doc["scratch"]["copy_method"] == "pg_dump | pg_restore"
+    with psycopg.connect(dbname="postgres", **PG) as conn:  # the server it ran on, as it says
+        (spelled,) = conn.execute("SHOW server_version").fetchone()
+    assert spelled.split()[0] == doc["scratch"]["server_version"]
     [step] = doc["steps"]  # S0 is not replayed: the copy has it
     assert step["migration"] == "0002_checksum" and step["status"] == "failed"
     assert step["error"]["sqlstate"] == "23505"
@@ -148,6 +152,7 @@ def test_sqlite_source_is_copied_by_backup_and_left_byte_equal(tmp_path: Path) -
 
     assert doc["scratch"]["vendor"] == "sqlite"
     assert doc["scratch"]["copy_method"] == "sqlite backup"
+    assert doc["scratch"]["server_version"] == sqlite3.sqlite_version
     assert not Path(doc["scratch"]["name"]).exists()
     [step] = doc["steps"]
     assert step["status"] == "failed" and "UNIQUE" in step["error"]["message"]

@@ -91,6 +91,9 @@ class Rehearsal:
     server: str = "default"
     # --keep on an ephemeral cluster: the shell line that stops and removes it.
     left_running: str | None = None
+    # The scratch server's own version ("15.20"): what was observed ran there, whatever
+    # version the static prediction was made for (the configured server_version).
+    server_version: str | None = None
     steps: list[Step] = field(default_factory=list)
     traffic_errors: list[Observed] = field(default_factory=list)
     traffic: dict[str, dict[str, int]] = field(default_factory=dict)
@@ -159,6 +162,20 @@ def rehearse(
     return result
 
 
+def _server_version(connection: Any) -> str | None:
+    """The scratch server's version as its vendor spells it, or None if it cannot say."""
+    if connection.vendor == "postgresql":
+        number = connection.pg_version  # e.g. 150020; 90624 before PostgreSQL 10
+        if number >= 100000:
+            return f"{number // 10000}.{number % 10000}"
+        return f"{number // 10000}.{number // 100 % 100}.{number % 100}"
+    if connection.vendor == "sqlite":
+        import sqlite3
+
+        return sqlite3.sqlite_version
+    return None
+
+
 def _walk(
     scratch: Scratch,
     s0: Sequence[Migration],
@@ -173,6 +190,7 @@ def _walk(
     from django.db.migrations.executor import MigrationExecutor
 
     connection = connections[scratch.alias]
+    result.server_version = _server_version(connection)
     executor = MigrationExecutor(connection)
     traffic = Traffic(scratch.alias)
     timings = result.timings

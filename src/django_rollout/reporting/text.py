@@ -110,7 +110,8 @@ def _rehearsal_summary(console: Console, report: Report) -> None:
         console.print(f"copied {scratch['copied_from']} ({scratch['copy_method']})")
     console.print(
         f"rehearsed {len(steps)} migration(s) on {scratch['vendor']}"
-        f" ({scratch.get('server', 'default')}):"
+        + (f" {scratch['server_version']}" if scratch.get("server_version") else "")
+        + f" ({scratch.get('server', 'default')}):"
         f" {confirmed} finding(s) confirmed, traffic waited {waits:.0f} ms,"
         f" traffic actions {traffic.get('actions', {})} errors {traffic.get('errors', {})}"
     )
