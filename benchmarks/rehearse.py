@@ -9,8 +9,9 @@ From the issue "Rehearse the deploy on a real database", Measured:
 The rehearsal's unit is the example's history: with no S0 flag every migration is its own
 deploy. Its ``migrate_s`` is the time inside ``apply_migration`` for the unit's steps (a
 failed attempt included), less tracing, over ``--rows`` rows per model, with old-code
-traffic running. Two anchors, each the median of ``--repeat`` fresh databases, timed
-in-process (no start-up):
+traffic running. Two anchors, each on a fresh database, timed in-process (no start-up).
+The measures run in ``--repeat`` rounds, one of each per round, and each ratio is the median
+of the rounds' own ratios:
 
 * fair: the same migrations in ``migrate``'s plan order, each with Django's
   ``MigrationExecutor.apply_migration`` carrying one state forward as ``migrate`` does, the
@@ -291,6 +292,12 @@ def rehearsal(rows: int, adversarial: bool, traffic: bool = True) -> dict[str, A
     return doc
 
 
+def _waited_s(report: dict[str, Any], key: str) -> float:
+    """One rehearsal's sum of a statement wait (``traffic_wait_ms``, ``lock_wait_ms``), s."""
+    statements = (st for step in report["steps"] for st in step["statements"])
+    return sum(st.get(key) or 0.0 for st in statements) / 1000
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, default=1000, help="rows per model (rehearse --rows)")
@@ -305,48 +312,45 @@ def main(argv: list[str] | None = None) -> int:
     WORK.mkdir(exist_ok=True)
     loads = {"start": _load()}
 
-    runs = [rehearsal(args.rows, args.adversarial) for _ in range(args.repeat)]
-    loads["after rehearsals"] = _load()
-    quiet_runs = [
-        rehearsal(args.rows, args.adversarial, traffic=False)["timings_s"]
-        for _ in range(args.repeat)
-    ]
-    loads["after --no-traffic"] = _load()
-    unit = runs[0]["unit"]
-    fairs = [fair_migrate(unit, args.rows) for _ in range(args.repeat)]
-    loads["after fair anchor"] = _load()
-    empties = [plain_migrate() for _ in range(args.repeat)]
-    loads["after empty anchor"] = _load()
+    # In rounds, one of each measure per round, and the ratios taken within a round: on a
+    # shared host the same command's time drifts by a third within minutes, and a batch of
+    # rehearsals followed by a batch of anchors would read that drift as the ratio.
+    runs: list[dict[str, Any]] = []
+    quiet_runs: list[dict[str, Any]] = []
+    fairs: list[dict[str, Any]] = []
+    empties: list[float] = []
+    for round_number in range(1, args.repeat + 1):
+        runs.append(rehearsal(args.rows, args.adversarial))
+        quiet_runs.append(rehearsal(args.rows, args.adversarial, traffic=False)["timings_s"])
+        fairs.append(fair_migrate(runs[0]["unit"], args.rows))
+        empties.append(plain_migrate())
+        loads[f"after round {round_number}"] = _load()
     timings = [r["timings_s"] for r in runs]
-    fair = statistics.median(f["migrate_s"] for f in fairs)
+    with_traffic = [t["migrate_s"] for t in timings]
+    without_traffic = [t["migrate_s"] for t in quiet_runs]
+    fair_of = [f["migrate_s"] for f in fairs]
+    fair = statistics.median(fair_of)
     empty = statistics.median(empties)
 
-    def median(key: str, of: list[dict[str, Any]] = timings) -> float:
-        return statistics.median(float(t.get(key, 0.0)) for t in of)
+    def median(key: str) -> float:
+        return statistics.median(float(t.get(key, 0.0)) for t in timings)
 
     total = median("total_s")
     split = {k: median(k) for k in ("s0_s", "seed_s", "migrate_s", "traffic_s", "tracing_s")}
     tracing_share = statistics.median(t["tracing_s"] / t["total_s"] for t in timings)
-    migrate = median("migrate_s")
-    quiet = median("migrate_s", quiet_runs)
+    migrate = statistics.median(with_traffic)
+    quiet = statistics.median(without_traffic)
     steps = len(runs[0].get("steps", []))
     confirmed = sum(1 for f in runs[0]["findings"] if f.get("confirmed"))
     failed = [f"{s['app_label']}.{s['migration']}" for s in runs[0]["steps"] if s["error"]]
 
     # Time traffic spent blocked by the migrating session: a deadlock shows as about one
     # deadlock_timeout (1 s), and it explains most of the swing of migrate_s between runs.
-    blocked = [
-        sum(st["traffic_wait_ms"] or 0.0 for step in r["steps"] for st in step["statements"]) / 1000
-        for r in runs
-    ]
+    blocked = [_waited_s(r, "traffic_wait_ms") for r in runs]
 
     # And the migrating session blocked by traffic: the migration queued behind the
     # application's transactions, as it would in production (the fair anchor has none).
-    queued = [
-        sum(st.get("lock_wait_ms") or 0.0 for step in r["steps"] for st in step["statements"])
-        / 1000
-        for r in runs
-    ]
+    queued = [_waited_s(r, "lock_wait_ms") for r in runs]
 
     def runs_of(values: list[float]) -> str:
         return str([round(v, 2) for v in values])
@@ -357,33 +361,38 @@ def main(argv: list[str] | None = None) -> int:
     rows_of = {
         "rehearsal total": (total, [t["total_s"] for t in timings]),
         **{f"  {k}": (v, [t[k] for t in timings]) for k, v in split.items()},
-        "migrate_s, with traffic": (migrate, [t["migrate_s"] for t in timings]),
+        "migrate_s, with traffic": (migrate, with_traffic),
         "  traffic blocked by the migration": (statistics.median(blocked), blocked),
         "  the migration blocked by traffic": (statistics.median(queued), queued),
-        "migrate_s, --no-traffic": (quiet, [t["migrate_s"] for t in quiet_runs]),
-        "fair anchor (same rows, no traffic)": (fair, [f["migrate_s"] for f in fairs]),
+        "migrate_s, --no-traffic": (quiet, without_traffic),
+        "fair anchor (same rows, no traffic)": (fair, fair_of),
         "empty anchor (plain migrate, no rows)": (empty, empties),
     }
     for label, (value, values) in rows_of.items():
         share = f"  ({value / total:5.1%} of total)" if label[2:] in split else ""
         print(f"{label:38} {value:9.2f}  {runs_of(values)}{share}")
     print()
-    print("ratios against the fair anchor:")
+    print("ratios against the fair anchor (the median of each round's own ratio):")
+
+    def per_round(values: list[float]) -> float:
+        return float(statistics.median(v / a for v, a in zip(values, fair_of, strict=True)))
+
+    less_queued = [m - q for m, q in zip(with_traffic, queued, strict=True)]
     ratios = {
-        "with traffic": migrate / fair,
-        "--no-traffic": quiet / fair,
-        "empty anchor": empty / fair,
+        "with traffic": per_round(with_traffic),
+        "--no-traffic": per_round(without_traffic),
+        "empty anchor": per_round(empties),
     }
     for label, value in ratios.items():
         print(f"  {label:36} {value:9.3f}")
-    print(f"  {'(with traffic / empty anchor)':36} {migrate / empty:9.3f}  (the old ratio)")
-    less_queued = statistics.median(
-        t["migrate_s"] - q for t, q in zip(timings, queued, strict=True)
-    )
+    old_ratio = statistics.median(m / e for m, e in zip(with_traffic, empties, strict=True))
+    print(f"  {'(with traffic / empty anchor)':36} {old_ratio:9.3f}  (the old ratio)")
     print(
-        f"  {'(with traffic, less its lock waits)':36} {less_queued / fair:9.3f}"
+        f"  {'(with traffic, less its lock waits)':36} {per_round(less_queued):9.3f}"
         "  (info: the part that is not production's own queueing)"
     )
+    each = ", ".join(f"{m / a:.2f}" for m, a in zip(with_traffic, fair_of, strict=True))
+    print(f"  {'with traffic, round by round':36} {each}")
     print()
     verdicts = [
         ("tracing / rehearsal wall time", tracing_share, "<=", 0.05),
