@@ -122,13 +122,27 @@ now_pid = [None]
 stop = threading.Event()
 original = walk._apply
 
+runq = collections.Counter()
+
+def waited_ns(pid):
+    # /proc/<pid>/schedstat: on a CPU, waiting on a run queue, timeslices (ns)
+    try:
+        with open(f"/proc/{pid}/schedstat") as f:
+            return int(f.read().split()[1])
+    except (OSError, IndexError, ValueError):
+        return 0
+
 def applying(executor, *args, **kwargs):
     now_pid[0] = backend_pid(executor.connection)
+    client = f"self/task/{threading.get_native_id()}"
+    before = {"client": waited_ns(client), "server": waited_ns(now_pid[0])}
     began = time.thread_time()
     try:
         return original(executor, *args, **kwargs)
     finally:
         cpu[0] += time.thread_time() - began
+        runq["client"] += (waited_ns(client) - before["client"]) / 1e9
+        runq["server"] += (waited_ns(now_pid[0]) - before["server"]) / 1e9
         now_pid[0] = None
 
 walk._apply = applying
@@ -158,7 +172,7 @@ report = api.rehearse(options)
 stop.set()
 thread.join()
 print(json.dumps({"timings_s": report.extra["timings_s"], "thread_cpu_s": cpu[0],
-                  "states": dict(states)}))
+                  "states": dict(states), "runq_s": dict(runq)}))
 """
 
 
@@ -252,6 +266,10 @@ def _where(doc: dict[str, Any]) -> dict[str, float]:
             out["server: other waits"] += seconds
     out["client: on a CPU"] = min(doc["thread_cpu_s"], client)
     out["client: waiting for a CPU"] = client - out["client: on a CPU"]
+    # read off the kernel's schedstat instead of sampled: the migrating thread's and its
+    # backend's time on a run queue (the backend's shows within "server: running")
+    out["run queue: migrating thread"] = doc["runq_s"].get("client", 0.0)
+    out["run queue: its backend"] = doc["runq_s"].get("server", 0.0)
     return out
 
 
