@@ -134,15 +134,15 @@ def waited_ns(pid):
 
 def applying(executor, *args, **kwargs):
     now_pid[0] = backend_pid(executor.connection)
-    client = f"self/task/{threading.get_native_id()}"
-    before = {"client": waited_ns(client), "server": waited_ns(now_pid[0])}
+    where = {"client": f"self/task/{threading.get_native_id()}", "server": now_pid[0]}
+    before = {k: waited_ns(v) for k, v in where.items()}
     began = time.thread_time()
     try:
         return original(executor, *args, **kwargs)
     finally:
         cpu[0] += time.thread_time() - began
-        runq["client"] += (waited_ns(client) - before["client"]) / 1e9
-        runq["server"] += (waited_ns(now_pid[0]) - before["server"]) / 1e9
+        for k, v in where.items():  # a backend that went away mid-step reads 0: no wait
+            runq[k] += max(0, waited_ns(v) - before[k]) / 1e9
         now_pid[0] = None
 
 walk._apply = applying
