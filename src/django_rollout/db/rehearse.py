@@ -37,6 +37,7 @@ from django_rollout.db.copy import RECORDER_TABLE, Source
 from django_rollout.db.locks import Probe, Statement, Tracer
 from django_rollout.db.scratch import Scratch, scratch_database
 from django_rollout.db.seed import in_dependency_order, top_up
+from django_rollout.db.state import server_version
 from django_rollout.db.traffic import Observed, Traffic, backend_pid, observe, relations
 from django_rollout.graph.code import models_named
 
@@ -162,20 +163,6 @@ def rehearse(
     return result
 
 
-def _server_version(connection: Any) -> str | None:
-    """The scratch server's version as its vendor spells it, or None if it cannot say."""
-    if connection.vendor == "postgresql":
-        number = connection.pg_version  # e.g. 150020; 90624 before PostgreSQL 10
-        if number >= 100000:
-            return f"{number // 10000}.{number % 10000}"
-        return f"{number // 10000}.{number // 100 % 100}.{number % 100}"
-    if connection.vendor == "sqlite":
-        import sqlite3
-
-        return sqlite3.sqlite_version
-    return None
-
-
 def _walk(
     scratch: Scratch,
     s0: Sequence[Migration],
@@ -190,7 +177,7 @@ def _walk(
     from django.db.migrations.executor import MigrationExecutor
 
     connection = connections[scratch.alias]
-    result.server_version = _server_version(connection)
+    result.server_version = server_version(connection)
     executor = MigrationExecutor(connection)
     traffic = Traffic(scratch.alias)
     timings = result.timings

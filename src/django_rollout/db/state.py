@@ -73,6 +73,16 @@ def _pg_version(number: int) -> str:
     return f"{number // 10000}.{number % 10000}" if number >= 100000 else str(number)
 
 
+def server_version(connection: Any) -> str | None:
+    """An open Django connection's server version as its vendor spells it ("15.20"), or
+    None for a vendor it cannot tell."""
+    if connection.vendor == "postgresql":
+        return _pg_version(connection.pg_version)
+    if connection.vendor == "sqlite":
+        return sqlite3.sqlite_version
+    return None
+
+
 @contextmanager
 def _alias_cursor(alias: str) -> Iterator[tuple[str, _Cursor, dict[str, Any]]]:
     from django.db import DatabaseError, connections
@@ -86,11 +96,7 @@ def _alias_cursor(alias: str) -> Iterator[tuple[str, _Cursor, dict[str, Any]]]:
         ) from None
     try:
         with connection.cursor() as cursor:
-            version = ""
-            if connection.vendor == "postgresql":
-                version = _pg_version(connection.pg_version)
-            elif connection.vendor == "sqlite":
-                version = sqlite3.sqlite_version
+            version = server_version(connection) or ""
             yield connection.vendor, cursor, {"vendor": connection.vendor, "version": version}
     except DatabaseError as exc:
         first = first_line(exc)
