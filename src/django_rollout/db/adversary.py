@@ -134,6 +134,8 @@ def _attname(f: Any, name: str) -> str:
 
 
 def _altered(key: tuple[str, str], old: Any, new: Any, name: str) -> Iterator[Attack]:
+    if old.many_to_many or new.many_to_many:
+        return  # its rows are in the through table: no value of this model's row breaks it
     attname = _attname(new, name)
     if new.unique and not old.unique and not new.primary_key:
         yield Attack(*key, f"a row repeating another's `{name}` for unique", repeat=(attname,))

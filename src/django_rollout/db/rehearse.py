@@ -202,14 +202,15 @@ def _walk(
                 state = executor.apply_migration(state, migration)
             applied.append(migration)
             continue
+        present = _tables(connection)
         if each_on_its_own or old_models is None:
-            old_models = _frozen_models(state)
+            old_models = _present(_frozen_models(state), present)
         step = Step(migration.app_label, migration.name)
         result.steps.append(step)
         step.tables = _operation_tables(migration, state)
 
         with _timed(timings, "seed_s"):
-            seeded = top_up(state.apps, scratch.alias, settings.rows)
+            seeded = top_up(state.apps, scratch.alias, settings.rows, present)
             if settings.adversarial:
                 step.attacks = attacks(migration, state)
                 step.adversarial = plant(step.attacks, state.apps, scratch.alias, ADVERSARY_ROW)
@@ -233,7 +234,9 @@ def _walk(
             state = recovered
         applied.append(migration)
         with _timed(timings, "traffic_s"):
-            new_models = _frozen_models(state) if each_on_its_own else []
+            new_models = (
+                _present(_frozen_models(state), _tables(connection)) if each_on_its_own else []
+            )
             _rollout(traffic, old_models, new_models, migration, result, step.attacks)
         if step.adversarial is not None:
             with _timed(timings, "seed_s"):
@@ -244,7 +247,8 @@ def _walk(
         with _timed(timings, "traffic_s"):
             # A unit's rollout; each migration on its own had its own after its step.
             still_old = [] if each_on_its_own else old_models or []
-            _rollout(traffic, still_old, _real_models(state), last, result)
+            new_models = _present(_real_models(state), _tables(connection))
+            _rollout(traffic, still_old, new_models, last, result)
             if settings.interleaved:  # every migration has run: the application must start
                 _start_application(scratch, traffic, last.app_label, last.migration, result)
     result.traffic = {
@@ -491,6 +495,20 @@ def _frozen_models(state: ProjectState) -> list[type[models.Model]]:
         real_apps=set(state.real_apps),
     )
     return _models(frozen.apps)
+
+
+def _tables(connection: Any) -> frozenset[str]:
+    """The tables (and views) the database has now."""
+    with connection.cursor() as cursor:
+        return frozenset(connection.introspection.table_names(cursor, include_views=True))
+
+
+def _present(
+    found: Sequence[type[models.Model]], tables: frozenset[str]
+) -> list[type[models.Model]]:
+    """The models whose table the database has: traffic on a model the migration state
+    keeps for a table that moved on (``seed.NO_TABLE``) would be no release's traffic."""
+    return [m for m in found if m._meta.db_table in tables]
 
 
 def _real_models(state: ProjectState) -> list[type[models.Model]]:

@@ -1,0 +1,126 @@
+"""`rehearse` on patterns met in real projects (first seen rehearsing django-oscar 4.2).
+
+A model moved to another app the way Django documents it (the new app takes it over in
+state only, then renames its table; the old app drops it from state later) leaves the old
+app's model in the state, naming a table that is gone, for the migrations in between. A
+rehearsal must walk through such a history, and neither seed nor run traffic on a table
+that does not exist.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from tests._project import Project, judged_after_initial, migration, pg_settings
+
+FIELDS = """[
+        ("id", models.BigAutoField(primary_key=True)),
+        ("name", models.CharField(max_length=40)),
+    ]"""
+TOKEN = f'migrations.CreateModel("Token", {FIELDS})'
+TAKE_OVER = (
+    "migrations.SeparateDatabaseAndState(state_operations=["
+    f'migrations.CreateModel("Token", {FIELDS}, options={{"db_table": "vault_token"}})])'
+)
+RENAME = 'migrations.AlterModelTable("token", None)'
+LET_GO = 'migrations.SeparateDatabaseAndState(state_operations=[migrations.DeleteModel("Token")])'
+LATER = 'migrations.AddField("token", "note", models.TextField(null=True))'
+
+
+def _moved(tmp_path: Path) -> Project:
+    project = Project(tmp_path)
+    project.app(
+        "vault",
+        {
+            "0001_initial": migration(TOKEN),
+            "0002_let_go": migration(
+                LET_GO, '[("vault", "0001_initial"), ("store", "0002_rename")]'
+            ),
+        },
+    )
+    project.app(
+        "store",
+        {
+            "0001_take_over": migration(TAKE_OVER, '[("vault", "0001_initial")]'),
+            "0002_rename": migration(RENAME, '[("store", "0001_take_over")]'),
+            "0003_later": migration(LATER, '[("store", "0002_rename")]'),
+        },
+    )
+    project.configure(
+        ["vault", "store"],
+        database=pg_settings(),
+        extra=judged_after_initial("vault"),
+    )
+    return project
+
+
+def _rehearse(project: Project, *args: str) -> dict[str, Any]:
+    result = project.run(
+        "--settings", project.settings, "rehearse", "--rows", "20", "--format", "json", *args
+    )
+    assert result.status in (0, 1), result.stderr
+    doc: dict[str, Any] = result.json()
+    return doc
+
+
+def test_walks_through_a_model_moved_between_apps(tmp_path: Path) -> None:
+    doc = _rehearse(_moved(tmp_path))
+    steps = {(s["app_label"], s["migration"]): s for s in doc["steps"]}
+    assert set(steps) == {
+        ("store", "0001_take_over"),
+        ("store", "0002_rename"),
+        ("vault", "0002_let_go"),
+        ("store", "0003_later"),
+    }
+    assert all(s["status"] == "applied" for s in steps.values()), doc["steps"]
+    # The old release of the rename still has the old table's name: that is the hazard
+    # the rename is (C104), and the only table nothing can be found at.
+    missing = [f for f in doc["findings"] if "does not exist" in (f.get("observed_error") or "")]
+    assert missing and all(f["rule"] == "C104" for f in missing), missing
+    assert all(f["migration"] == "0002_rename" for f in missing)
+    # Where the state keeps vault.Token after the rename, it is neither seeded nor driven.
+    assert doc["unseeded_tables"].get("vault_token", "").startswith("no table")
+    assert not [f for f in doc["findings"] if f["rule"] is None], doc["findings"]
+
+
+M2M = """migrations.CreateModel(
+    "Tag",
+    [
+        ("id", models.BigAutoField(primary_key=True)),
+        ("label", models.CharField(max_length=20)),
+    ],
+),
+migrations.CreateModel(
+    "Token",
+    [
+        ("id", models.BigAutoField(primary_key=True)),
+        ("tags", models.ManyToManyField("vault.tag")),
+    ],
+),
+"""
+ALTER_M2M = (
+    'migrations.AlterField("token", "tags", models.ManyToManyField("vault.tag", blank=True))'
+)
+
+
+def test_adversarial_rows_leave_an_altered_many_to_many_alone(tmp_path: Path) -> None:
+    project = Project(tmp_path)
+    project.app(
+        "vault",
+        {
+            "0001_initial": migration(M2M),
+            "0002_blank": migration(ALTER_M2M, '[("vault", "0001_initial")]'),
+        },
+    )
+    project.configure(
+        ["vault"],
+        database=pg_settings(),
+        extra=judged_after_initial("vault"),
+    )
+    doc = _rehearse(project, "--adversarial")
+    [step] = doc["steps"]
+    # blank is a form's matter: no row can break it, and none is planted
+    assert step["status"] == "applied" and not step["adversarial_rows"]
+    assert doc["verdict"] == "safe", doc["findings"]
+
