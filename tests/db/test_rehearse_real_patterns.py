@@ -4,7 +4,8 @@ A model moved to another app the way Django documents it (the new app takes it o
 state only, then renames its table; the old app drops it from state later) leaves the old
 app's model in the state, naming a table that is gone, for the migrations in between. A
 rehearsal must walk through such a history, and neither seed nor run traffic on a table
-that does not exist.
+that does not exist. An application whose ``save()`` turns synthetic rows down is the
+application at work, not the deploy failing.
 """
 
 from __future__ import annotations
@@ -53,6 +54,11 @@ def _moved(tmp_path: Path) -> Project:
         extra=judged_after_initial("vault"),
     )
     return project
+
+
+def _finding(doc: dict[str, Any], rule: str) -> dict[str, Any]:
+    [found] = [f for f in doc["findings"] if f["rule"] == rule]
+    return found
 
 
 def _rehearse(project: Project, *args: str) -> dict[str, Any]:
@@ -124,3 +130,57 @@ def test_adversarial_rows_leave_an_altered_many_to_many_alone(tmp_path: Path) ->
     assert step["status"] == "applied" and not step["adversarial_rows"]
     assert doc["verdict"] == "safe", doc["findings"]
 
+
+GUARDED = """
+class Token(models.Model):
+    name = models.CharField(max_length=40)
+
+    def save(self, *args, **kwargs):
+        if not self.name.startswith("ok"):
+            raise ValueError("names start with ok")  # what the application's forms ensure
+        super().save(*args, **kwargs)
+"""
+GUARDED_0002 = 'migrations.AlterField("token", "name", models.CharField(max_length=40))'
+
+
+def test_new_code_turning_down_a_synthetic_row_is_counted_not_reported(tmp_path: Path) -> None:
+    project = Project(tmp_path)
+    project.app(
+        "vault",
+        {
+            "0001_initial": migration(TOKEN),
+            "0002_same": migration(GUARDED_0002, '[("vault", "0001_initial")]'),
+        },
+        models=GUARDED,
+    )
+    project.configure(["vault"], database=pg_settings(), extra=judged_after_initial("vault"))
+    doc = _rehearse(project)
+    assert doc["traffic"]["refused"].get("new", 0) >= 1
+    assert not [f for f in doc["findings"] if f["rule"] is None], doc["findings"]
+    assert doc["verdict"] == "safe"
+
+
+def test_new_code_failing_in_the_database_is_still_reported(tmp_path: Path) -> None:
+    # The same save(), but the migration drops a column the new models still have (a model
+    # edited without its migration): the database's error, not the application's check.
+    project = Project(tmp_path)
+    stale = GUARDED.replace(
+        "max_length=40)", "max_length=40)\n    note = models.TextField(null=True)"
+    )
+    project.app(
+        "vault",
+        {
+            "0001_initial": migration(
+                TOKEN.replace(FIELDS, FIELDS[:-6] + '("note", models.TextField(null=True)),\n    ]')
+            ),
+            "0002_drop": migration(
+                'migrations.RemoveField("token", "note")', '[("vault", "0001_initial")]'
+            ),
+        },
+        models=stale,
+    )
+    project.configure(["vault"], database=pg_settings(), extra=judged_after_initial("vault"))
+    doc = _rehearse(project)
+    # Its reads fail in the database (C102 explains them): failures, not refusals.
+    assert doc["traffic"]["errors"].get("new", 0) >= 1
+    assert _finding(doc, "C102")["confirmed"] is True

@@ -94,7 +94,9 @@ def start_application(
             died = f"the application's process ended without a report: {last}"
             return [Observed(None, died, action="startup", **where)], Counters()
     observed = [Observed(**item) for item in doc["observed"]]
-    counters = Counters(actions=dict(doc["actions"]), errors=dict(doc["errors"]))
+    counters = Counters(
+        actions=dict(doc["actions"]), errors=dict(doc["errors"]), refused=dict(doc["refused"])
+    )
     return observed, counters
 
 
@@ -123,6 +125,7 @@ def _child() -> None:
                 "observed": [o.to_dict() for o in observed],
                 "actions": counters.actions,
                 "errors": counters.errors,
+                "refused": counters.refused,
             },
             handle,
         )

@@ -254,6 +254,7 @@ def _walk(
     result.traffic = {
         "actions": dict(traffic.counters.actions),
         "errors": dict(traffic.counters.errors),
+        "refused": dict(traffic.counters.refused),
     }
 
 

@@ -132,19 +132,27 @@ def observe(exc: BaseException, **where: Any) -> Observed:
 
 @dataclass
 class Counters:
-    """How much traffic ran and failed, per code version."""
+    """How much traffic ran and failed, per code version; ``refused``: the new release's
+    writes its own code turned down (see ``Traffic._attempt``), not counted as failed."""
 
     actions: dict[str, int] = field(default_factory=dict)
     errors: dict[str, int] = field(default_factory=dict)
+    refused: dict[str, int] = field(default_factory=dict)
 
-    def add(self, version: str, failed: bool) -> None:
+    def add(self, version: str, failed: bool, refused: bool = False) -> None:
         self.actions[version] = self.actions.get(version, 0) + 1
         if failed:
             self.errors[version] = self.errors.get(version, 0) + 1
+        if refused:
+            self.refused[version] = self.refused.get(version, 0) + 1
 
     def merge(self, other: Counters) -> None:
         """Add the counts of another process's traffic."""
-        for mine, theirs in ((self.actions, other.actions), (self.errors, other.errors)):
+        for mine, theirs in (
+            (self.actions, other.actions),
+            (self.errors, other.errors),
+            (self.refused, other.refused),
+        ):
             for version, count in theirs.items():
                 mine[version] = mine.get(version, 0) + count
 
@@ -281,6 +289,12 @@ class Traffic:
             self.counters.add(version, failed=False)
             return None
         except Exception as exc:  # the database's error is the observation
+            if version == "new" and action != "read" and not _from_database(exc):
+                # The new release's own code turned the row down (a save() or a signal
+                # checking what it is given, as its forms would first): synthetic rows
+                # meet that, production's requests do not, and the schema had no say.
+                self.counters.add(version, failed=False, refused=True)
+                return None
             found = observe(exc, action=action, **where)
             if found.table is None:
                 found = replace(found, table=table)
@@ -668,6 +682,16 @@ def _handled_on_delete(
         if other._meta.db_table == table
         for f in other._meta.concrete_fields
     )
+
+
+def _from_database(exc: BaseException) -> bool:
+    """Whether ``exc``, or an exception it was raised from, is the database's."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, DatabaseError) or getattr(seen, "sqlstate", None):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def _update(row: models.Model, alias: str) -> None:
