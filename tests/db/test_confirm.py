@@ -185,3 +185,80 @@ def test_a_violation_that_names_no_column_confirms_by_table_as_before() -> None:
         [_reference("category_id"), _reference("brand_id")], _rehearsal(_fk_violation(None))
     )
     assert all(f.confirmed for f in out) and len(out) == 2
+
+
+# One deploy of several migrations: one old release serves beside all of them.
+FIRST, SECOND, LAST = "0016_line_flag", "0017_other", "0018_last"
+LINES = "orders_line"
+
+
+def _unit(*errors: Observed, one_release: bool = True) -> Rehearsal:
+    steps = [Step(APP, name, tables={0: frozenset({LINES})}) for name in (FIRST, SECOND, LAST)]
+    return Rehearsal(
+        "postgresql", "scratch", steps=steps, traffic_errors=list(errors), one_release=one_release
+    )
+
+
+def _c(rule: str, migration: str, column: str | None = None) -> Finding:
+    details = (("table", LINES), ("column", column)) if column else ()
+    return replace(_finding(rule, Severity.ERROR, index=0), migration=migration, details=details)
+
+
+def _violation(sqlstate: str, step: str, column: str | None = "flag") -> Observed:
+    return replace(
+        _error(sqlstate, LINES, "old", step), message=f"{sqlstate} on {column}", column=column
+    )
+
+
+def test_one_release_failing_again_after_later_migrations_is_one_failure() -> None:
+    # The old release inserts without the column 0016 added, after 0016 and after each
+    # migration after it: the finding at 0016 explains all three.
+    errors = [_violation("23502", step) for step in (FIRST, SECOND, LAST)]
+    out = confirm([_c("C101", FIRST, "flag")], _unit(*errors))
+    assert [f.rule for f in out] == ["C101"] and out[0].confirmed
+
+
+def test_an_unpredicted_failure_going_on_is_reported_once_where_it_began() -> None:
+    errors = [_violation("42703", step) for step in (SECOND, LAST)]
+    out = confirm([], _unit(*errors))
+    [unexplained] = out
+    assert unexplained.rule is None and unexplained.migration == SECOND
+    assert "again after 1 later migration(s) of the deploy" in unexplained.message
+
+
+def test_every_migration_its_own_deploy_keeps_each_release_s_failure() -> None:
+    # Each step has its own old release: two releases failing are two failures.
+    errors = [_violation("42703", step) for step in (SECOND, LAST)]
+    out = confirm([], _unit(*errors, one_release=False))
+    assert sorted(f.migration or "" for f in out) == [SECOND, LAST]
+    assert not any("again after" in f.message for f in out)
+
+
+def test_a_failure_that_needs_the_new_release_confirms_an_earlier_migration_s_finding() -> None:
+    # C109: the old release deletes what the new release's rows point at, which it can only
+    # do at the rollout after the last migration; the reference came at 0016.
+    violation = _violation("23503", LAST, column="line_id")
+    out = confirm([_c("C109", FIRST, "line_id")], _unit(violation))
+    assert [f.rule for f in out] == ["C109"]
+    assert out[0].confirmed and out[0].code_version == "old"
+    # ... but not when every migration was its own deploy, nor for another reference.
+    out = confirm([_c("C109", FIRST, "line_id")], _unit(violation, one_release=False))
+    assert {f.rule: f.confirmed for f in out} == {"C109": False, None: True}
+    out = confirm([_c("C109", FIRST, "order_id")], _unit(violation))
+    assert {f.rule: f.confirmed for f in out} == {"C109": False, None: True}
+
+
+def test_a_later_failure_confirms_no_earlier_finding_it_could_not_cause() -> None:
+    # Not before its migration: a failure seen at 0016 cannot confirm a finding at 0018.
+    out = confirm([_c("C101", LAST, "flag")], _unit(_violation("23502", FIRST)))
+    assert {f.rule: f.confirmed for f in out} == {"C101": False, None: True}
+    # Not a lock finding: its locks are its own migration's; a later deadlock is not them.
+    deadlock = _error(DEADLOCK, LINES, "old", LAST)
+    out = confirm([replace(_finding("L305", index=0), migration=FIRST)], _unit(deadlock))
+    assert {f.rule: f.confirmed for f in out} == {"L305": False, None: True}
+    # Nor one explained where it happened: the later migration's own finding has it.
+    out = confirm(
+        [_c("C101", FIRST, "flag"), _c("C101", LAST, "flag")],
+        _unit(_violation("23502", LAST)),
+    )
+    assert [(f.migration, f.confirmed) for f in out] == [(FIRST, False), (LAST, True)]

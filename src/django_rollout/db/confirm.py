@@ -36,6 +36,10 @@ def confirm(findings: Iterable[Finding], rehearsal: Rehearsal) -> list[Finding]:
     explained: set[int] = set()
     out: list[Finding] = []
     started = [o for o in observed if o.action == "startup"]
+    order = {(s.app_label, s.migration): i for i, s in enumerate(rehearsal.steps)}
+    # One release beside the whole unit: the same failure at a later step is not a new one.
+    repeats = _repeats(observed, order) if rehearsal.one_release else {}
+    unconfirmed: list[int] = []  # where in ``out``: findings their own step did not confirm
     for finding in findings:
         step = steps.get((finding.app_label or "", finding.migration or ""))
         if started and _about_startup(finding):
@@ -77,7 +81,19 @@ def confirm(findings: Iterable[Finding], rehearsal: Rehearsal) -> list[Finding]:
                 said += f", and the migration waited {queued:.0f} ms for locks traffic held"
             out.append(replace(finding, confirmed=True, observed_error=said, code_version="old"))
         else:
+            unconfirmed.append(len(out))
             out.append(replace(finding, confirmed=False))
+    if rehearsal.one_release:
+        _confirm_later(out, unconfirmed, steps, order, observed, explained, repeats)
+    # A repeat goes with the failure it repeats: explained with it, or reported with it.
+    later: dict[int, set[tuple[str | None, str | None]]] = {}
+    for o in observed:
+        first = repeats.get(id(o))
+        if first is not None and id(o) not in explained:
+            if id(first) in explained:
+                explained.add(id(o))
+            else:
+                later.setdefault(id(first), set()).add((o.app_label, o.migration))
     # The application started between migrations hits the same missing column before every
     # migration until the one that adds it: report it once, at that migration, with a count.
     starts: dict[tuple[object, ...], list[Observed]] = {}
@@ -91,13 +107,74 @@ def confirm(findings: Iterable[Finding], rehearsal: Rehearsal) -> list[Finding]:
     superseded = {id(o) for key, seen in starts.items() for o in seen if o.migration != latest[key]}
     groups: dict[tuple[object, ...], list[Observed]] = {}
     for o in observed:
-        if id(o) not in explained and id(o) not in superseded:
+        if id(o) not in explained and id(o) not in superseded and id(o) not in repeats:
             key = (o.app_label, o.migration, o.code_version, o.sqlstate, o.table)
             groups.setdefault(key, []).append(o)
-    out.extend(
-        _unexplained(group, max(earlier.get(id(o), 0) for o in group)) for group in groups.values()
-    )
+    for group in groups.values():
+        steps_later = {step for o in group for step in later.get(id(o), ())}
+        out.append(_unexplained(group, max(earlier.get(id(o), 0) for o in group), len(steps_later)))
     return out
+
+
+def _repeats(
+    observed: Sequence[Observed], order: dict[tuple[str, str], int]
+) -> dict[int, Observed]:
+    """Each error of live code that an earlier step already saw (the same code version,
+    SQLSTATE, table and column), mapped to that first one. Within one deploy the old release
+    that fails on a column the unit's first migration dropped fails again after each later
+    migration: one failure, not one per migration."""
+    last = len(order)
+    code = [o for o in observed if o.code_version is not None and o.during != "interleaved"]
+    code.sort(key=lambda o: order.get((o.app_label or "", o.migration or ""), last))
+    first: dict[tuple[str | None, ...], Observed] = {}
+    out: dict[int, Observed] = {}
+    for o in code:
+        seen = first.setdefault((o.code_version, o.sqlstate, o.table, o.column), o)
+        if (seen.app_label, seen.migration) != (o.app_label, o.migration):
+            out[id(o)] = seen
+    return out
+
+
+def _confirm_later(
+    out: list[Finding],
+    unconfirmed: Sequence[int],
+    steps: dict[tuple[str, str], Step],
+    order: dict[tuple[str, str], int],
+    observed: Sequence[Observed],
+    explained: set[int],
+    repeats: dict[int, Observed],
+) -> None:
+    """Within one deploy, confirm a finding no error at its own migration confirmed with an
+    error of live code first seen at a later step that nothing there explains: the same
+    release serves throughout, and some failures need what only comes later (the new
+    release's rows, written at the rollout after the last migration, for C109)."""
+    fresh = [
+        o
+        for o in observed
+        if o.code_version is not None
+        and o.during != "interleaved"
+        and id(o) not in explained
+        and id(o) not in repeats
+    ]
+    for index in unconfirmed:
+        finding = out[index]
+        rule = rule_by_id(finding.rule or "")
+        if rule is None or rule.family() != "compat":
+            continue  # a lock is its migration's; the others speak of the migration itself
+        key = (finding.app_label or "", finding.migration or "")
+        step = steps[key]
+        after = [
+            o for o in fresh if order.get((o.app_label or "", o.migration or ""), -1) > order[key]
+        ]
+        matches = _matching_errors(finding, step, after, at_its_step=False)
+        if matches:
+            explained.update(id(m) for m in matches)
+            out[index] = replace(
+                finding,
+                confirmed=True,
+                observed_error=_describe(matches[0]),
+                code_version=matches[0].code_version,
+            )
 
 
 def _about_startup(finding: Finding) -> bool:
@@ -106,8 +183,11 @@ def _about_startup(finding: Finding) -> bool:
     return rule is not None and rule.family() == "runtime"
 
 
-def _matching_errors(finding: Finding, step: Step, observed: Sequence[Observed]) -> list[Observed]:
-    """The observed errors of the finding's migration that its rule explains."""
+def _matching_errors(
+    finding: Finding, step: Step, observed: Sequence[Observed], at_its_step: bool = True
+) -> list[Observed]:
+    """The observed errors of the finding's migration (any of ``observed`` unless
+    ``at_its_step``) that its rule explains."""
     rule = rule_by_id(finding.rule or "")
     if rule is None:
         return []
@@ -122,7 +202,10 @@ def _matching_errors(finding: Finding, step: Step, observed: Sequence[Observed])
     return [
         found
         for found in observed
-        if (found.app_label, found.migration) == (step.app_label, step.migration)
+        if (
+            not at_its_step
+            or (found.app_label, found.migration) == (step.app_label, step.migration)
+        )
         and (found.code_version is not None) in hits
         and found.sqlstate
         and found.sqlstate.startswith(codes)
@@ -170,9 +253,10 @@ def _describe(found: Observed) -> str:
     return f"{code}{found.message}"
 
 
-def _unexplained(group: Sequence[Observed], earlier: int = 0) -> Finding:
+def _unexplained(group: Sequence[Observed], earlier: int = 0, later: int = 0) -> Finding:
     """One ``rule: null`` finding per migration, code version, SQLSTATE and table;
-    ``earlier``: how many earlier starts of the application hit the same error."""
+    ``earlier``: how many earlier starts of the application hit the same error; ``later``:
+    after how many later migrations of the deploy the same release hit it again."""
     found = group[0]
     actions = sorted({o.action for o in group if o.action and o.code_version})
     who = {
@@ -190,6 +274,8 @@ def _unexplained(group: Sequence[Observed], earlier: int = 0) -> Finding:
             severity = Severity.WARNING
     where = f" on `{found.table}`" if found.table else ""
     action = f" ({', '.join(actions)})" if actions else ""
+    if later:
+        action += f", and again after {later} later migration(s) of the deploy"
     return Finding(
         rule=None,
         name="observed-error",

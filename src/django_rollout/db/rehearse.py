@@ -102,6 +102,9 @@ class Rehearsal:
     skipped_models: dict[str, str] = field(default_factory=dict)
     # The walk ended at a failed step: the migrations after it were not rehearsed.
     stopped: bool = False
+    # The unit is one deploy: one old release serves beside all of it (False: every
+    # migration is a deploy of its own, with the release before it).
+    one_release: bool = False
 
     @property
     def failed(self) -> Step | None:
@@ -150,6 +153,7 @@ def rehearse(
             scratch=scratch.name,
             server=scratch.server,
             left_running=scratch.left_running,
+            one_release=not each_on_its_own,
         )
         if settings.copy is not None:
             result.timings["copy_s"] = time.perf_counter() - began
