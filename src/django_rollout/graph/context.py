@@ -268,6 +268,23 @@ class OperationContext:
         s0_name = self.s0_names.get(field_name)
         return None if s0_name is None else self.s0.fields.get(s0_name)
 
+    def same_target_table(self, old: Any, new: Any) -> bool:
+        """Whether two relational fields of the target model point at one table: a
+        relation moved to a model that took the old one's table over (an app split, in
+        state only) is the same foreign key, and Django's schema editor emits nothing for
+        it (``_field_should_be_altered`` drops ``to`` when the targets' tables match)."""
+        if old is None or not old.is_relation or not new.is_relation or new.many_to_many:
+            return False
+        tables = []
+        for f in (old, new):
+            if f.remote_field.model == "self":
+                model = self.model
+            else:
+                key = related_key(f, self.app_label)
+                model = None if key is None else view(self.unit.state, key)
+            tables.append(None if model is None else model.db_table)
+        return tables[0] is not None and tables[0] == tables[1]
+
     def rows(self) -> int | None:
         s0 = self.s0_model
         return None if s0 is None else self.unit.rows(s0.db_table)

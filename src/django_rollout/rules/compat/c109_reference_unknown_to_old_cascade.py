@@ -68,7 +68,9 @@ class ReferenceUnknownToOldCascade(Rule):
     ``db_constraint=False``, with an ``on_delete`` the database enforces (Django 6.1+
     ``DB_CASCADE``/``DB_SET_NULL``/``DB_SET_DEFAULT``), when the target table is created in the
     same unit, when the old release's model already has the relation (``db_constraint``
-    turned on: its Collector knows the children), and for state-only operations. It cannot
+    turned on: its Collector knows the children), when a relation moves to a model on the
+    same table (an app split in state only: Django emits nothing), and for state-only
+    operations. It cannot
     know whether the old release ever deletes rows of the target table: every new model with
     a foreign key to ``auth.User`` is flagged, because deleting a user is exactly the delete
     that breaks. Graded by how soon child rows exist: a warning where rows referencing parent
@@ -200,7 +202,11 @@ class ReferenceUnknownToOldCascade(Rule):
                 return
             target = related_target(ctx, op.field)
             old = ctx.before.fields.get(op.name) if ctx.before else None
-            if old is not None and has_constraint(old) and related_target(ctx, old) == target:
+            if (
+                old is not None
+                and has_constraint(old)
+                and (related_target(ctx, old) == target or ctx.same_target_table(old, op.field))
+            ):
                 return  # the same constraint, kept (or re-created) by the alteration
             if self._known_to_old_release(ctx, op.name, target):
                 return

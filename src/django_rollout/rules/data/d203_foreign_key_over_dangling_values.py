@@ -40,7 +40,8 @@ class ForeignKeyOverDanglingValues(Rule):
     ------------
     Flags a foreign key constraint that PostgreSQL validates against rows already in a table
     of S0: ``AlterField`` turning a column of S0 into a ``ForeignKey``/``OneToOneField``
-    (from an ``IntegerField``, from ``db_constraint=False``, or pointing at another table);
+    (from an ``IntegerField``, from ``db_constraint=False``, or pointing at another table:
+    not at another model on the same table, which is the same constraint);
     ``AddField`` of a foreign key with a non-NULL ``default``/``db_default`` (every existing
     row gets that id); RunSQL ``ADD FOREIGN KEY`` without ``NOT VALID`` over a column of S0.
     Stays silent for a new nullable foreign key without a default (every row holds NULL),
@@ -157,8 +158,9 @@ class ForeignKeyOverDanglingValues(Rule):
             if ctx.s0_field(op.name) is None:
                 return  # a column of the unit: what it holds is the unit's own doing
             old = ctx.before.fields.get(op.name)
-            if _constrained(old) and related_key(old, ctx.app_label) == related_key(
-                op.field, ctx.app_label
+            if _constrained(old) and (
+                related_key(old, ctx.app_label) == related_key(op.field, ctx.app_label)
+                or ctx.same_target_table(old, op.field)
             ):
                 return
             yield self._finding(ctx, op.name, op.field)

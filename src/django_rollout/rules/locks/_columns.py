@@ -153,14 +153,23 @@ def _non_db_attrs(field: models.Field[Any, Any]) -> frozenset[str]:
     return frozenset(getattr(field, "non_db_attrs", models.Field.non_db_attrs)) | _ALSO_NON_DB
 
 
-def db_differs(old: models.Field[Any, Any], new: models.Field[Any, Any], name: str) -> bool:
-    """Return True when Django's schema editor alters the column (``_field_should_be_altered``)."""
+def db_differs(
+    old: models.Field[Any, Any],
+    new: models.Field[Any, Any],
+    name: str,
+    same_target_table: bool = False,
+) -> bool:
+    """Return True when Django's schema editor alters the column (``_field_should_be_altered``;
+    ``same_target_table``: two relations point at one table, so their ``to`` does not count)."""
     _, old_path, old_args, old_kwargs = old.deconstruct()
     _, new_path, new_args, new_kwargs = new.deconstruct()
     for attr in _non_db_attrs(old):
         old_kwargs.pop(attr, None)
     for attr in _non_db_attrs(new):
         new_kwargs.pop(attr, None)
+    if same_target_table:
+        old_kwargs.pop("to", None)
+        new_kwargs.pop("to", None)
     if column_name(name, old) != column_name(name, new):
         return True
     return (old_path, old_args, old_kwargs) != (new_path, new_args, new_kwargs)

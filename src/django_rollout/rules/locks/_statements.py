@@ -277,7 +277,7 @@ def _alter_field(b: _Builder, op: migrations.AlterField) -> None:
     new, name = op.field, op.name
     if old is None or old.many_to_many or new.many_to_many:
         return
-    if not db_differs(old, new, name):
+    if not db_differs(old, new, name, b.ctx.same_target_table(old, new)):
         return
     column = column_name(name, new)
     old_column = column_name(name, old)
