@@ -56,6 +56,21 @@ def _moved(tmp_path: Path) -> Project:
     return project
 
 
+def _vault(tmp_path: Path, initial: str, name: str, second: str, models: str = "") -> Project:
+    """One app, ``vault``: its initial migration deployed, ``name`` judged."""
+    project = Project(tmp_path)
+    project.app(
+        "vault",
+        {
+            "0001_initial": migration(initial),
+            name: migration(second, '[("vault", "0001_initial")]'),
+        },
+        models=models,
+    )
+    project.configure(["vault"], database=pg_settings(), extra=judged_after_initial("vault"))
+    return project
+
+
 def _finding(doc: dict[str, Any], rule: str) -> dict[str, Any]:
     [found] = [f for f in doc["findings"] if f["rule"] == rule]
     return found
@@ -111,19 +126,7 @@ ALTER_M2M = (
 
 
 def test_adversarial_rows_leave_an_altered_many_to_many_alone(tmp_path: Path) -> None:
-    project = Project(tmp_path)
-    project.app(
-        "vault",
-        {
-            "0001_initial": migration(M2M),
-            "0002_blank": migration(ALTER_M2M, '[("vault", "0001_initial")]'),
-        },
-    )
-    project.configure(
-        ["vault"],
-        database=pg_settings(),
-        extra=judged_after_initial("vault"),
-    )
+    project = _vault(tmp_path, M2M, "0002_blank", ALTER_M2M)
     doc = _rehearse(project, "--adversarial")
     [step] = doc["steps"]
     # blank is a form's matter: no row can break it, and none is planted
@@ -144,16 +147,7 @@ GUARDED_0002 = 'migrations.AlterField("token", "name", models.CharField(max_leng
 
 
 def test_new_code_turning_down_a_synthetic_row_is_counted_not_reported(tmp_path: Path) -> None:
-    project = Project(tmp_path)
-    project.app(
-        "vault",
-        {
-            "0001_initial": migration(TOKEN),
-            "0002_same": migration(GUARDED_0002, '[("vault", "0001_initial")]'),
-        },
-        models=GUARDED,
-    )
-    project.configure(["vault"], database=pg_settings(), extra=judged_after_initial("vault"))
+    project = _vault(tmp_path, TOKEN, "0002_same", GUARDED_0002, models=GUARDED)
     doc = _rehearse(project)
     assert doc["traffic"]["refused"].get("new", 0) >= 1
     assert not [f for f in doc["findings"] if f["rule"] is None], doc["findings"]
@@ -163,23 +157,12 @@ def test_new_code_turning_down_a_synthetic_row_is_counted_not_reported(tmp_path:
 def test_new_code_failing_in_the_database_is_still_reported(tmp_path: Path) -> None:
     # The same save(), but the migration drops a column the new models still have (a model
     # edited without its migration): the database's error, not the application's check.
-    project = Project(tmp_path)
     stale = GUARDED.replace(
         "max_length=40)", "max_length=40)\n    note = models.TextField(null=True)"
     )
-    project.app(
-        "vault",
-        {
-            "0001_initial": migration(
-                TOKEN.replace(FIELDS, FIELDS[:-6] + '("note", models.TextField(null=True)),\n    ]')
-            ),
-            "0002_drop": migration(
-                'migrations.RemoveField("token", "note")', '[("vault", "0001_initial")]'
-            ),
-        },
-        models=stale,
-    )
-    project.configure(["vault"], database=pg_settings(), extra=judged_after_initial("vault"))
+    with_note = TOKEN.replace(FIELDS, FIELDS[:-6] + '("note", models.TextField(null=True)),\n    ]')
+    drop = 'migrations.RemoveField("token", "note")'
+    project = _vault(tmp_path, with_note, "0002_drop", drop, models=stale)
     doc = _rehearse(project)
     # Its reads fail in the database (C102 explains them): failures, not refusals.
     assert doc["traffic"]["errors"].get("new", 0) >= 1
