@@ -235,3 +235,45 @@ def test_wrong_password_is_one_line_exit_2_and_never_echoed(
 
 def _libpq(settings: dict[str, Any]) -> dict[str, Any]:
     return {"dbname": settings["NAME"], "user": settings["USER"], "host": settings["HOST"]}
+
+
+FLAG_ADDED = 'migrations.AddField("token", "flag", models.IntegerField(null=True))'
+FLAG_FILLED = (
+    "migrations.RunPython(lambda apps, se: apps.get_model('vault', 'Token').objects"
+    ".filter(flag__isnull=True).update(flag=1), migrations.RunPython.noop)"
+)
+FLAG_REQUIRED = 'migrations.AlterField("token", "flag", models.IntegerField())'
+NAME_UNIQUE = (
+    'migrations.AddConstraint("token", models.UniqueConstraint(fields=["name"], name="uniq_name"))'
+)
+
+
+def test_adversary_plants_only_in_columns_production_rows_hold(
+    tmp_path: Path, source: dict[str, Any]
+) -> None:
+    # One deploy adds a column, fills it, then makes it NOT NULL: production's rows hold
+    # what the fill put there, and a NULL planted through the state in between (which no
+    # release runs) would fail a migration that production runs cleanly.
+    project = Project(tmp_path)
+    after = '[("vault", "0002_flag")]'
+    project.app(
+        "vault",
+        {
+            "0001_initial": migration(TOKEN),
+            "0002_flag": migration(FLAG_ADDED, '[("vault", "0001_initial")]'),
+            "0003_fill": migration(FLAG_FILLED, after),
+            "0004_required": migration(FLAG_REQUIRED, '[("vault", "0003_fill")]'),
+            "0005_unique": migration(NAME_UNIQUE, '[("vault", "0004_required")]'),
+        },
+    )
+    project.configure(["vault"], database=source, extra=BASELINE)
+    _deployed(project, tokens=3)
+    status, doc = _rehearse(project, "--from-database", "default", "--no-traffic", "--adversarial")
+    steps = {s["migration"]: s for s in doc["steps"]}
+    assert steps["0004_required"]["status"] == "applied"
+    assert not steps["0004_required"]["adversarial_rows"]
+    # A column of S0 still gets its breaking rows: a repeated name fails the constraint.
+    assert steps["0005_unique"]["status"] == "failed", steps["0005_unique"]
+    assert steps["0005_unique"]["error"]["sqlstate"] == "23505"
+    assert sum(steps["0005_unique"]["adversarial_rows"].values()) == 1
+    assert status == 1
