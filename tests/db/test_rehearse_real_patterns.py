@@ -20,9 +20,12 @@ FIELDS = """[
         ("name", models.CharField(max_length=40)),
     ]"""
 TOKEN = f'migrations.CreateModel("Token", {FIELDS})'
+# The moved model points at users: the old release deleting a user cascades to it.
+OWNED = FIELDS[:-6] + '("owner", models.ForeignKey("auth.user", models.CASCADE, null=True)),\n    ]'
+AUTH = '("auth", "0012_alter_user_first_name_max_length")'
 TAKE_OVER = (
     "migrations.SeparateDatabaseAndState(state_operations=["
-    f'migrations.CreateModel("Token", {FIELDS}, options={{"db_table": "vault_token"}})])'
+    f'migrations.CreateModel("Token", {OWNED}, options={{"db_table": "vault_token"}})])'
 )
 RENAME = 'migrations.AlterModelTable("token", None)'
 LET_GO = 'migrations.SeparateDatabaseAndState(state_operations=[migrations.DeleteModel("Token")])'
@@ -34,7 +37,7 @@ def _moved(tmp_path: Path) -> Project:
     project.app(
         "vault",
         {
-            "0001_initial": migration(TOKEN),
+            "0001_initial": migration(f'migrations.CreateModel("Token", {OWNED})', f"[{AUTH}]"),
             "0002_let_go": migration(
                 LET_GO, '[("vault", "0001_initial"), ("store", "0002_rename")]'
             ),
