@@ -170,3 +170,24 @@ def test_new_code_failing_in_the_database_is_still_reported(tmp_path: Path) -> N
     # Its reads fail in the database (C102 explains them): failures, not refusals.
     assert doc["traffic"]["errors"].get("new", 0) >= 1
     assert _finding(doc, "C102")["confirmed"] is True
+
+
+IMAGES = """migrations.CreateModel(
+    "Image",
+    [
+        ("id", models.BigAutoField(primary_key=True)),
+        ("token", models.ForeignKey("vault.token", models.CASCADE)),
+        ("position", models.PositiveIntegerField(default=0)),
+    ],
+    options={"unique_together": {("token", "position")}},
+)"""
+
+
+def test_traffic_keeps_a_unique_set_with_a_default_member_unique(tmp_path: Path) -> None:
+    # Each token's images are unique by position, which code leaves at 0 for the first
+    # one (django-oscar's product images): the harness picks the tokens, so it must not
+    # give two images of one token position 0 and report the collision as the deploy's.
+    doc = _rehearse(_vault(tmp_path, TOKEN, "0002_images", IMAGES))
+    assert doc["traffic"]["actions"]["new"] > 0
+    assert not [f for f in doc["findings"] if f["rule"] is None], doc["findings"]
+    assert doc["verdict"] == "safe"

@@ -369,11 +369,18 @@ def new_row(
             rest = [pk for pk in pks[: _TARGETS + len(skip)] if pk not in skip]
             targets[f.name] = single or rest
     checks = _unique_tables(model, alias)
+    # A field left to its default still takes part in a unique set with others: a second
+    # image of one product at the default position repeats the first (see ``_taken``).
+    defaults = {
+        f.attname: f.default
+        for f in fields
+        if f.has_default() and not f.primary_key and not callable(f.default)
+    }
     for attempt in range(attempts):
         values = _new_values(fields, n + attempt * 7919, targets, minimal)
         if values is None:
             return None
-        if not _taken(values, checks):
+        if not _taken(values, checks, defaults):
             return model(**values)
     exclusive = [f for f in fields if f.is_relation and (f.one_to_one or f.unique)]
     if not fresh or not exclusive:
@@ -385,20 +392,29 @@ def new_row(
         target.save(using=alias, force_insert=True)
         targets[f.name] = [getattr(target, f.target_field.attname)]  # type: ignore[attr-defined]
     values = _new_values(fields, n, targets, minimal)
-    if values is None or _taken(values, checks):
+    if values is None or _taken(values, checks, defaults):
         return None
     return model(**values)
 
 
-def _taken(values: dict[str, Any], checks: list[tuple[tuple[str, ...], Any]]) -> bool:
+def _taken(
+    values: dict[str, Any],
+    checks: list[tuple[tuple[str, ...], Any]],
+    defaults: Mapping[str, Any] | None = None,
+) -> bool:
     """Whether a row with these values would repeat another's unique set, in the table that
-    holds it (``_unique_tables``)."""
-    return any(
-        all(values.get(a) is not None for a in names)
-        and rows.filter(**{a: values[a] for a in names}).exists()
-        for names, rows in checks
-        if any(a in values for a in names)
-    )
+    holds it (``_unique_tables``). In a set of several fields, one left to its constant
+    default (``defaults``) counts with that value: the others are this module's choice and
+    can avoid it. A unique field of its own left to its default is the code's choice, and
+    two rows that both rely on it collide in production too."""
+    for names, rows in checks:
+        if not any(a in values for a in names):
+            continue
+        known = {**(defaults or {}), **values} if len(names) > 1 else values
+        row = {a: known.get(a) for a in names}
+        if all(v is not None for v in row.values()) and rows.filter(**row).exists():
+            return True
+    return False
 
 
 _TARGETS = 64  # rows of a related table new rows choose from
