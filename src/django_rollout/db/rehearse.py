@@ -398,8 +398,7 @@ def _recover(
     tables = {t for known in step.tables.values() if known for t in known}
     if step.error is not None and step.error.table:
         tables.add(step.error.table)
-    existing = set(connection.introspection.table_names())
-    tables &= existing
+    tables &= _tables(connection)
     if not tables:
         return None
 
