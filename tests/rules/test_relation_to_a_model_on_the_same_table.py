@@ -15,6 +15,9 @@ import pytest
 from django.db import migrations, models
 from django.db.migrations.operations.base import Operation
 
+from django_rollout.rules.code.m405_data_and_schema_change_in_one_transaction import (
+    DataAndSchemaChangeInOneTransaction as M405,
+)
 from django_rollout.testing import judge
 
 pytestmark = pytest.mark.usefixtures("django_settings")
@@ -81,3 +84,27 @@ def test_the_same_table_with_another_change_is_judged_for_that_change() -> None:
     )
     rules = {f.rule for f in found}
     assert "L302" in rules and not rules & {"D203", "C109"}, found
+
+
+def _add_events(apps: Any, schema_editor: Any) -> None:
+    Event = apps.get_model("shop", "Event")
+    kind = apps.get_model("shop", "Kind").objects.first()
+    Event.objects.create(kind=kind, previous=kind)
+
+
+@pytest.mark.parametrize(("options", "flagged"), [({"db_table": "shop_kind"}, False), ({}, True)])
+def test_m405_after_a_write_is_silent_for_the_same_table_only(
+    options: dict[str, Any], flagged: bool
+) -> None:
+    # An insert into shop_event leaves the checks of both its foreign keys pending. Moving
+    # `kind` to a table of its own drops its constraint (Django makes that one immediate
+    # first) and adds the new one: an ALTER TABLE, refused while `previous`'s checks wait.
+    before = [
+        *BEFORE,
+        migrations.AddField(
+            "event", "previous", models.ForeignKey("shop.Kind", models.CASCADE, related_name="+")
+        ),
+    ]
+    ops = [migrations.RunPython(_add_events, migrations.RunPython.noop), *_moved()]
+    found = judge(ops, before, other_apps={"archive": _archive(options)}, rules=[M405])
+    assert [f.rule for f in found] == (["M405"] if flagged else [])

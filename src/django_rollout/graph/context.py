@@ -32,6 +32,26 @@ if TYPE_CHECKING:
 MigrationKey = tuple[str, str]  # (app_label, migration_name)
 
 
+def same_target_table(
+    state: ProjectState, app_label: str, model: ModelView | None, old: Any, new: Any
+) -> bool:
+    """Whether two relational fields of ``model`` point at one table: a relation moved to a
+    model that took the old one's table over (an app split, in state only) is the same
+    foreign key, and Django's schema editor emits nothing for it (``_field_should_be_altered``
+    drops ``to`` when the targets' tables match)."""
+    if old is None or not old.is_relation or not new.is_relation or new.many_to_many:
+        return False
+    tables = []
+    for f in (old, new):
+        if f.remote_field.model == "self":
+            target = model
+        else:
+            key = related_key(f, app_label)
+            target = None if key is None else view(state, key)
+        tables.append(None if target is None else target.db_table)
+    return tables[0] is not None and tables[0] == tables[1]
+
+
 def target_keys(operation: Operation, app_label: str) -> tuple[ModelKey | None, ModelKey | None]:
     """Return the model key an operation acts on, before and after it runs."""
     if isinstance(operation, migrations.RenameModel):
@@ -269,21 +289,9 @@ class OperationContext:
         return None if s0_name is None else self.s0.fields.get(s0_name)
 
     def same_target_table(self, old: Any, new: Any) -> bool:
-        """Whether two relational fields of the target model point at one table: a
-        relation moved to a model that took the old one's table over (an app split, in
-        state only) is the same foreign key, and Django's schema editor emits nothing for
-        it (``_field_should_be_altered`` drops ``to`` when the targets' tables match)."""
-        if old is None or not old.is_relation or not new.is_relation or new.many_to_many:
-            return False
-        tables = []
-        for f in (old, new):
-            if f.remote_field.model == "self":
-                model = self.model
-            else:
-                key = related_key(f, self.app_label)
-                model = None if key is None else view(self.unit.state, key)
-            tables.append(None if model is None else model.db_table)
-        return tables[0] is not None and tables[0] == tables[1]
+        """Whether two relational fields of the target model point at one table (see
+        :func:`same_target_table`)."""
+        return same_target_table(self.unit.state, self.app_label, self.model, old, new)
 
     def rows(self) -> int | None:
         s0 = self.s0_model

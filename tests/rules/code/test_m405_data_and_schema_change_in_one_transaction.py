@@ -6,7 +6,9 @@ from typing import Any
 import psycopg
 import pytest
 from django.db import migrations, models
+from django.db.migrations.state import ProjectState
 
+from django_rollout.graph.sql import collect_migration_sql
 from django_rollout.rules.code.m405_data_and_schema_change_in_one_transaction import (
     DataAndSchemaChangeInOneTransaction,
 )
@@ -311,7 +313,8 @@ def test_ignores_other_vendors() -> None:
 
 
 @pytest.fixture
-def pg() -> Any:
+def pg_schema() -> Any:
+    """A connection whose search path is a new, empty schema."""
     try:
         conn = psycopg.connect(
             "host=127.0.0.1 port=5432 user=postgres dbname=test", autocommit=True
@@ -321,6 +324,16 @@ def pg() -> Any:
     schema = f"rollout_m405_{uuid.uuid4().hex[:10]}"
     conn.execute(f"CREATE SCHEMA {schema}")
     conn.execute(f"SET search_path = {schema}")
+    try:
+        yield conn
+    finally:
+        conn.execute(f"DROP SCHEMA {schema} CASCADE")
+        conn.close()
+
+
+@pytest.fixture
+def pg(pg_schema: Any) -> Any:
+    conn = pg_schema
     conn.execute("CREATE TABLE shop_order (id bigint PRIMARY KEY, code text)")
     conn.execute(
         "CREATE TABLE shop_orderline (id bigint PRIMARY KEY, quantity int,"
@@ -328,11 +341,7 @@ def pg() -> Any:
     )
     conn.execute("INSERT INTO shop_order VALUES (1, 'a'), (2, '')")
     conn.execute("INSERT INTO shop_orderline VALUES (1, 1, 1)")
-    try:
-        yield conn
-    finally:
-        conn.execute(f"DROP SCHEMA {schema} CASCADE")
-        conn.close()
+    return conn
 
 
 def _in_one_transaction(conn: Any, *statements: str) -> None:
@@ -402,3 +411,65 @@ def test_postgresql_accepts_what_the_rule_leaves_silent(
     pg: Any, statements: tuple[str, ...]
 ) -> None:
     _in_one_transaction(pg, *statements)
+
+
+# -- AlterField: flagged exactly when PostgreSQL refuses Django's own SQL for it -------------
+
+
+def _django_sql(operations: list[Any], state: ProjectState) -> list[str]:
+    migration = migrations.Migration("0002_change", "shop")
+    migration.operations = operations
+    collected = collect_migration_sql(migration, state, in_place=True)
+    assert collected.error is None
+    return [s.sql for s in collected.statements]
+
+
+# The order line with a second foreign key, which an insert also leaves pending.
+TWO_FKS = [
+    *BEFORE,
+    migrations.AddField(
+        "orderline",
+        "replaces",
+        models.ForeignKey("shop.Order", models.SET_NULL, null=True, related_name="+"),
+    ),
+]
+RENAMED_FK = models.ForeignKey("shop.Order", models.CASCADE, null=True, db_column="order_ref")
+ALTER_FIELDS = {
+    # A new column name alone is a RENAME, which PostgreSQL does not check.
+    "rename-column": (models.IntegerField(default=1, db_column="qty"), "quantity", BEFORE, False),
+    "rename-and-retype": (
+        models.BigIntegerField(default=1, db_column="qty"),
+        "quantity",
+        BEFORE,
+        True,
+    ),
+    # Django sends a comment with an ALTER COLUMN ... TYPE of the same type.
+    "comment": (models.IntegerField(default=1, db_comment="n"), "quantity", BEFORE, True),
+    # Django drops the constraint with SET CONSTRAINTS ... IMMEDIATE first: nothing of it
+    # stays pending, but the other foreign key's checks do.
+    "rename-fk-column": (RENAMED_FK, "order", BEFORE, False),
+    "rename-fk-column-another-fk-pending": (RENAMED_FK, "order", TWO_FKS, True),
+}
+
+
+@pytest.mark.parametrize(
+    ("field", "name", "before", "refused"), ALTER_FIELDS.values(), ids=ALTER_FIELDS
+)
+def test_alter_field_is_flagged_exactly_when_postgresql_refuses_it(
+    pg_schema: Any, field: Any, name: str, before: list[Any], refused: bool
+) -> None:
+    alter = migrations.AlterField("orderline", name, field)
+    flagged = judge([run(create_lines), alter], before, rules=M405)
+    assert [f.rule for f in flagged] == (["M405"] if refused else [])
+
+    state = ProjectState()
+    for statement in _django_sql(before, state):
+        pg_schema.execute(statement)
+    pg_schema.execute("INSERT INTO shop_order (code) VALUES ('a')")
+    write = "INSERT INTO shop_orderline (order_id, quantity) SELECT id, 1 FROM shop_order"
+    alter_sql = _django_sql([alter], state)
+    if refused:
+        with pytest.raises(psycopg.errors.ObjectInUse):
+            _in_one_transaction(pg_schema, write, *alter_sql)
+    else:
+        _in_one_transaction(pg_schema, write, *alter_sql)

@@ -10,14 +10,16 @@ from typing import Any
 
 from django.db import migrations
 from django.db.migrations.operations.base import Operation
+from django.db.migrations.state import ProjectState
 
 from django_rollout.findings import Finding, Severity
 from django_rollout.graph.code import get_model_key, string_constant
-from django_rollout.graph.context import OperationContext
-from django_rollout.graph.model import ModelKey, ModelView, related_key, view
+from django_rollout.graph.context import OperationContext, same_target_table
+from django_rollout.graph.model import ModelKey, ModelView, column_name, related_key, view
 from django_rollout.graph.runsql import SqlAction, parse_sql_safe
 from django_rollout.graph.source import function_source
 from django_rollout.rules.base import Rule
+from django_rollout.rules.locks._columns import db_differs
 from django_rollout.vendors.base import StatementKind
 
 K = StatementKind
@@ -240,20 +242,43 @@ def _model_key(op: Operation, app_label: str) -> ModelKey | None:
     return (app_label, name) if name else None
 
 
-def _field_changes_database(old: Any, new: Any) -> bool:
-    """Mirror Django's ``_field_should_be_altered``: attributes like ``choices`` emit no SQL."""
+def _alter_field_checks(
+    op: migrations.AlterField, app_label: str, target: ModelView, state: ProjectState
+) -> bool:
+    """Whether Django's SQL for ``op`` includes a statement PostgreSQL checks for pending
+    trigger events. A new column name alone is a RENAME, which it does not check, unless
+    the field is a foreign key: Django then drops its constraint and adds it back (see
+    :func:`_fired`). A new comment comes with Django's ``ALTER COLUMN ... TYPE`` of the
+    same type, which it does check."""
+    old = target.fields.get(op.name)
     if old is None:
         return True
-    _, old_path, old_args, old_kwargs = old.deconstruct()
-    _, new_path, new_args, new_kwargs = new.deconstruct()
-    for attr in getattr(old, "non_db_attrs", ()):
-        old_kwargs.pop(attr, None)
-    for attr in getattr(new, "non_db_attrs", ()):
-        new_kwargs.pop(attr, None)
-    return (old_path, old_args, old_kwargs) != (new_path, new_args, new_kwargs)
+    same = same_target_table(state, app_label, target, old, op.field)
+    if db_differs(old, op.field, op.name, same, renames=False):
+        return True
+    if column_name(op.name, old) != column_name(op.name, op.field):
+        return _constrained_fk(old)
+    return not old.many_to_many and old.db_comment != op.field.db_comment
 
 
-def _alters(op: Operation, app_label: str, target: ModelView) -> bool:
+def _fired(
+    op: Operation, app_label: str, target: ModelView, state: ProjectState
+) -> frozenset[tuple[ModelKey, str]]:
+    """The foreign keys of ``target`` whose queued checks ``op``'s own SQL runs first: Django
+    drops a foreign key constraint it alters with ``SET CONSTRAINTS ... IMMEDIATE; ALTER TABLE
+    ... DROP CONSTRAINT``, which leaves nothing of that constraint pending."""
+    if not isinstance(op, migrations.AlterField) or _model_key(op, app_label) != target.key:
+        return frozenset()
+    old = target.fields.get(op.name)
+    if old is None or not _constrained_fk(old):
+        return frozenset()
+    same = same_target_table(state, app_label, target, old, op.field)
+    if not db_differs(old, op.field, op.name, same):
+        return frozenset()
+    return frozenset({(target.key, op.name)})
+
+
+def _alters(op: Operation, app_label: str, target: ModelView, state: ProjectState) -> bool:
     """Return True when ``op`` runs a statement on ``target``'s table that PostgreSQL refuses
     while the table has pending trigger events."""
     if isinstance(op, migrations.RunSQL):
@@ -262,7 +287,7 @@ def _alters(op: Operation, app_label: str, target: ModelView) -> bool:
     if _model_key(op, app_label) != target.key:
         return False
     if isinstance(op, migrations.AlterField):
-        return _field_changes_database(target.fields.get(op.name), op.field)
+        return _alter_field_checks(op, app_label, target, state)
     return isinstance(op, _ALTERING)
 
 
@@ -370,8 +395,12 @@ class DataAndSchemaChangeInOneTransaction(Rule):
     Stays silent when the migration is not atomic, when the alteration comes first, when the
     data step writes another table, when no constraint is involved (``db_constraint=False``,
     or a foreign key created by a ``CreateModel`` of the same migration: Django adds those
-    constraints at its end), for renames (PostgreSQL does not check them), and after a
-    ``RunSQL("SET CONSTRAINTS ALL IMMEDIATE")``.
+    constraints at its end), for renames (PostgreSQL does not check them; a new ``db_column``
+    alone is one), for an ``AlterField`` of the only foreign key with checks pending (Django
+    drops that constraint with ``SET CONSTRAINTS ... IMMEDIATE`` first), for a relation moved
+    to a model on the same table (no SQL), and after a
+    ``RunSQL("SET CONSTRAINTS ALL IMMEDIATE")``. A new ``db_comment`` counts: Django sends it
+    with an ``ALTER COLUMN ... TYPE`` of the same type.
 
     Why it breaks production
     ------------------------
@@ -434,20 +463,18 @@ class DataAndSchemaChangeInOneTransaction(Rule):
     severity = Severity.ERROR
     message = (
         "operation #{data_index} {verb} `{table}` ({why}) and this operation then alters it in"
-        " the same transaction: PostgreSQL refuses with `cannot ALTER TABLE \"{table}\" because"
+        ' the same transaction: PostgreSQL refuses with `cannot ALTER TABLE "{table}" because'
         " it has pending trigger events`"
     )
-    help = (
-        "Alter `{table}` before the data step, or move the data step into its own migration"
-    )
+    help = "Alter `{table}` before the data step, or move the data step into its own migration"
     recipe_steps = (
         "Move operation #{data_index} (the data step) out of `{migration}` into a migration of"
         " its own; every migration commits separately, which fires the queued foreign key"
         " checks.",
         "Or reorder `{migration}` so that the schema change on `{table}` runs before the data"
         " step.",
-        "Or, if they must stay together, add `migrations.RunSQL(\"SET CONSTRAINTS ALL"
-        " IMMEDIATE\", migrations.RunSQL.noop)` right after the data step.",
+        'Or, if they must stay together, add `migrations.RunSQL("SET CONSTRAINTS ALL'
+        ' IMMEDIATE", migrations.RunSQL.noop)` right after the data step.',
     )
 
     def check_operation(self, ctx: OperationContext) -> Iterable[Finding]:
@@ -461,9 +488,10 @@ class DataAndSchemaChangeInOneTransaction(Rule):
         if not any(isinstance(op, migrations.RunPython | migrations.RunSQL) for _, op in earlier):
             return
         for target in _targets(ctx):
-            if not _alters(ctx.operation, ctx.app_label, target):
+            if not _alters(ctx.operation, ctx.app_label, target, ctx.unit.state):
                 continue
-            found = self._pending(ctx, target, earlier, ops)
+            fired = _fired(ctx.operation, ctx.app_label, target, ctx.unit.state)
+            found = self._pending(ctx, target, earlier, ops, fired)
             if found is not None:
                 data_index, (verb, why), line = found
                 yield self.finding(
@@ -482,19 +510,20 @@ class DataAndSchemaChangeInOneTransaction(Rule):
         target: ModelView,
         earlier: Sequence[tuple[Position, Operation]],
         ops: Sequence[tuple[Position, Operation]],
+        fired: frozenset[tuple[ModelKey, str]],
     ) -> tuple[int, tuple[str, str], int | None] | None:
         pending: tuple[int, tuple[str, str], int | None] | None = None
         for pos, op in earlier:
             if pending is not None:
                 if isinstance(op, migrations.RunSQL) and _sets_constraints_immediate(op.sql):
                     pending = None
-                elif _alters(op, ctx.app_label, target):
+                elif _alters(op, ctx.app_label, target, ctx.unit.state):
                     return None  # that earlier alteration fails first, and is reported there
             for write in _writes(op):
                 if write.model != target.key and write.table != target.db_table:
                     continue
                 deferred = _deferred_fields(ops, ctx.app_label, pos)
-                reason = _pending_reason(write, target, ctx, deferred)
+                reason = _pending_reason(write, target, ctx, deferred | fired)
                 if reason is not None and pending is None:
                     pending = (int(pos[0]), reason, write.line)
         return pending

@@ -158,9 +158,11 @@ def db_differs(
     new: models.Field[Any, Any],
     name: str,
     same_target_table: bool = False,
+    renames: bool = True,
 ) -> bool:
     """Return True when Django's schema editor alters the column (``_field_should_be_altered``;
-    ``same_target_table``: two relations point at one table, so their ``to`` does not count)."""
+    ``same_target_table``: two relations point at one table, so their ``to`` does not count;
+    ``renames``: whether a new column name alone counts)."""
     _, old_path, old_args, old_kwargs = old.deconstruct()
     _, new_path, new_args, new_kwargs = new.deconstruct()
     for attr in _non_db_attrs(old):
@@ -170,6 +172,6 @@ def db_differs(
     if same_target_table:
         old_kwargs.pop("to", None)
         new_kwargs.pop("to", None)
-    if column_name(name, old) != column_name(name, new):
+    if renames and column_name(name, old) != column_name(name, new):
         return True
     return (old_path, old_args, old_kwargs) != (new_path, new_args, new_kwargs)
