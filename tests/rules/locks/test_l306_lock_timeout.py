@@ -41,6 +41,12 @@ FIRES = {
     "RenameField": [migrations.RenameField("order", "status", "state")],
     "RemoveField FK": [migrations.RemoveField("order", "user")],
     "RunSQL ALTER": [migrations.RunSQL('ALTER TABLE "shop_order" ADD COLUMN "x" int')],
+    # Django sends a comment with an ALTER COLUMN ... TYPE of the same type.
+    "AlterField db_comment": [
+        migrations.AlterField(
+            "order", "status", models.CharField(max_length=20, db_comment="where it is")
+        )
+    ],
 }
 
 
@@ -79,6 +85,11 @@ SILENT = {
         migrations.AddField("coupon", "code", models.TextField(null=True)),
     ],
     "state only": [migrations.SeparateDatabaseAndState(state_operations=FIRES["AddField"])],
+    "AlterField help_text": [
+        migrations.AlterField(
+            "order", "status", models.CharField(max_length=20, help_text="where it is")
+        )
+    ],
 }
 
 

@@ -83,6 +83,27 @@ CASES: dict[str, list[Any]] = {
         migrations.AlterField("product", "qty", models.IntegerField(default=0))
     ],
     "not null": [migrations.AlterField("product", "qty", models.IntegerField())],
+    # A new comment comes with an ALTER COLUMN ... TYPE of the same type (ACCESS EXCLUSIVE).
+    "comment": [
+        migrations.AlterField("product", "qty", models.IntegerField(null=True, db_comment="n"))
+    ],
+    "comment on fk": [
+        migrations.AlterField(
+            "product",
+            "cat",
+            models.ForeignKey("Category", models.CASCADE, null=True, db_comment="c"),
+        )
+    ],
+    "db_column": [
+        migrations.AlterField("product", "qty", models.IntegerField(null=True, db_column="q"))
+    ],
+    "fk db_column": [
+        migrations.AlterField(
+            "product",
+            "cat",
+            models.ForeignKey("Category", models.CASCADE, null=True, db_column="c"),
+        )
+    ],
     "alter db_index": [
         migrations.AlterField("product", "qty", models.IntegerField(null=True, db_index=True))
     ],

@@ -277,12 +277,15 @@ def _alter_field(b: _Builder, op: migrations.AlterField) -> None:
     new, name = op.field, op.name
     if old is None or old.many_to_many or new.many_to_many:
         return
-    if not db_differs(old, new, name, b.ctx.same_target_table(old, new)):
+    changed = db_differs(old, new, name, b.ctx.same_target_table(old, new))
+    # PostgreSQL: Django sends a new comment with an ALTER COLUMN ... TYPE of the same type.
+    comment = b.unit.vendor == "postgresql" and old.db_comment != new.db_comment
+    if not changed and not comment:
         return
     column = column_name(name, new)
     old_column = column_name(name, old)
     app = b.ctx.app_label
-    fk_dropped = has_fk_constraint(old)
+    fk_dropped = changed and has_fk_constraint(old)
     if fk_dropped:
         ref, ref_hot = b.related(old)
         b.add(
@@ -299,7 +302,7 @@ def _alter_field(b: _Builder, op: migrations.AlterField) -> None:
     if old_column != column:
         b.add(K.RENAME_COLUMN, [old_column, column])
     old_type, new_type = db_type(b.unit, old, app), db_type(b.unit, new, app)
-    if old_type is not None and new_type is not None and old_type != new_type:
+    if old_type is not None and new_type is not None and (old_type != new_type or comment):
         b.add(K.ALTER_COLUMN_TYPE, [column], old_type=old_type, new_type=new_type)
     if old.null and not new.null:
         backfill = not has_db_default(new) and fills_existing_rows(new)
