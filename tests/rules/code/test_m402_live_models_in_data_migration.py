@@ -176,6 +176,36 @@ FLAGGED = {
         "from django.contrib.auth.models import Group",
         "Group",
     ),
+    # A project's model loader at module level (django-oscar's `get_model`, address.0005).
+    "module-level-get-model": (
+        """
+        from django.apps import apps as registry
+
+        Group = registry.get_model("auth", "Group")
+
+        def forwards(apps, schema_editor):
+            Group.objects.get_or_create(name="staff")
+
+        operations = [migrations.RunPython(forwards, migrations.RunPython.noop)]
+        """,
+        'Group = registry.get_model("auth", "Group")',
+        "Group",
+    ),
+    "module-level-get-user-model": (
+        """
+        from django.contrib.auth import get_user_model
+
+        if True:
+            User = get_user_model()
+
+        def forwards(apps, schema_editor):
+            User.objects.filter(email="").update(is_active=False)
+
+        operations = [migrations.RunPython(forwards, migrations.RunPython.noop)]
+        """,
+        "User = get_user_model()",
+        "User",
+    ),
 }
 
 
@@ -193,6 +223,8 @@ def test_flags_live_model_used_in_runpython(
     assert finding.location.path.endswith(Path(str(module.__file__)).name)
     assert f"`{model}`" in finding.message
     assert 'apps.get_model("' in finding.help and f'"{model}")' in finding.help
+    assigned = " = " in import_line
+    assert ("bound at module level by" if assigned else "imported from") in finding.message
 
 
 @pytest.mark.usefixtures("auth_models")
@@ -303,6 +335,46 @@ SILENT = {
             migrations.RunPython(forwards, migrations.RunPython.noop),
             migrations.AlterField("group", "name", models.CharField(max_length=200)),
         ]
+        """,
+    "module-import-shadowed-by-local": """
+        from django.contrib.auth.models import User
+
+        def forwards(apps, schema_editor):
+            User = apps.get_model("auth", "User")
+            User.objects.update(is_staff=False)
+
+        operations = [migrations.RunPython(forwards, migrations.RunPython.noop)]
+        """,
+    "module-level-model-used-outside-runpython": """
+        from django.contrib.auth import get_user_model
+
+        User = get_user_model()
+        LABEL = User._meta.label
+
+        def forwards(apps, schema_editor):
+            apps.get_model(LABEL).objects.update(is_staff=False)
+
+        operations = [migrations.RunPython(forwards, migrations.RunPython.noop)]
+        """,
+    "module-level-name-shadowed-by-local": """
+        from django.contrib.auth import get_user_model
+
+        User = get_user_model()
+
+        def forwards(apps, schema_editor):
+            User = apps.get_model("auth", "User")
+            User.objects.update(is_staff=False)
+
+        operations = [migrations.RunPython(forwards, migrations.RunPython.noop)]
+        """,
+    "module-level-constants": """
+        NAME = "staff"
+        LIMIT: int = 10
+
+        def forwards(apps, schema_editor):
+            apps.get_model("auth", "Group").objects.filter(name=NAME)[:LIMIT]
+
+        operations = [migrations.RunPython(forwards, migrations.RunPython.noop)]
         """,
     "runsql": """
         from django.contrib.auth.models import User

@@ -29,8 +29,15 @@ class Binding:
 
     name: str
     target: Any
-    module: str
+    module: str  # the module imported from, or the assigned expression
     line: int
+    assigned: bool = False  # bound by a module-level assignment, not an import
+
+    @property
+    def source(self) -> str:
+        if self.assigned:
+            return f"bound at module level by `{self.module}`"
+        return f"imported from `{self.module}`"
 
 
 def _module(name: str) -> ModuleType | None:
@@ -70,18 +77,18 @@ def _bindings(
         yield Binding(alias.asname or alias.name, target, source, line)
 
 
-def _top_level_imports(body: list[ast.stmt]) -> Iterator[ast.Import | ast.ImportFrom]:
-    """Yield the imports a module runs at import time (including under if/try/with)."""
+def _top_level(body: list[ast.stmt]) -> Iterator[ast.stmt]:
+    """Yield the statements a module runs at import time (including under if/try/with)."""
     for stmt in body:
-        if isinstance(stmt, ast.Import | ast.ImportFrom):
-            yield stmt
-        elif isinstance(stmt, ast.If | ast.Try | ast.With):
+        if isinstance(stmt, ast.If | ast.Try | ast.With):
             for block in ("body", "orelse", "finalbody", "handlers"):
                 for inner in getattr(stmt, block, []) or []:
                     if isinstance(inner, ast.ExceptHandler):
-                        yield from _top_level_imports(inner.body)
+                        yield from _top_level(inner.body)
                     else:
-                        yield from _top_level_imports([inner])
+                        yield from _top_level([inner])
+        else:
+            yield stmt
 
 
 @lru_cache(maxsize=256)
@@ -90,8 +97,39 @@ def _module_bindings(path: str, package: str | None) -> tuple[Binding, ...]:
     if tree is None:
         return ()
     return tuple(
-        b for node in _top_level_imports(tree.body) for b in _bindings(node, package, node.lineno)
+        b
+        for node in _top_level(tree.body)
+        if isinstance(node, ast.Import | ast.ImportFrom)
+        for b in _bindings(node, package, node.lineno)
     )
+
+
+@lru_cache(maxsize=256)
+def _module_assignments(path: str) -> dict[str, tuple[int, str]]:
+    """Names the module binds by assignment (``Address = get_model("address", "Address")``):
+    name -> (line, the assigned expression), the last assignment of each name."""
+    tree = module_tree(path)
+    if tree is None:
+        return {}
+    out: dict[str, tuple[int, str]] = {}
+    for node in _top_level(tree.body):
+        if isinstance(node, ast.Assign | ast.AnnAssign) and node.value is not None:
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            for target in targets:
+                if isinstance(target, ast.Name):
+                    out[target.id] = (node.lineno, ast.unparse(node.value))
+    return out
+
+
+def _function_locals(tree: ast.AST) -> set[str]:
+    """Names local to the function(s) in ``tree``: parameters and assigned names."""
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.arg):
+            names.add(node.arg)
+        elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+            names.add(node.id)
+    return names
 
 
 def is_live_model(obj: Any) -> bool:
@@ -140,15 +178,28 @@ def live_model_uses(func: Callable[..., Any]) -> list[tuple[Binding, Any, str]]:
     module = sys.modules.get(module_name) if module_name else None
     package = getattr(module, "__package__", None)
     bindings = {b.name: b for b in _module_bindings(path, package)}
+    # A model the module binds by assignment: its value is what the function reads.
+    namespace = getattr(func, "__globals__", {})
+    for name, (line, expr) in _module_assignments(path).items():
+        if name not in bindings and is_live_model(namespace.get(name)):
+            bindings[name] = Binding(name, namespace[name], expr, line, assigned=True)
     nodes = list(ast.walk(tree))
+    imported_here: set[str] = set()
     for node in nodes:
         if isinstance(node, ast.Import | ast.ImportFrom):
             line = (first or 1) + node.lineno - 1
-            bindings.update({b.name: b for b in _bindings(node, package, line)})
+            inner = {b.name: b for b in _bindings(node, package, line)}
+            bindings.update(inner)
+            imported_here |= inner.keys()
+    # A name the function assigns is its own local (``User = apps.get_model(...)``).
+    shadowed = _function_locals(tree) - imported_here
     names = [
         node
         for node in nodes
-        if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load) and node.id in bindings
+        if isinstance(node, ast.Name)
+        and isinstance(node.ctx, ast.Load)
+        and node.id in bindings
+        and node.id not in shadowed
     ]
     if not names:
         return []
@@ -169,11 +220,15 @@ class LiveModelsInDataMigration(Rule):
     ------------
     Flags a ``RunPython`` whose function (forwards or reverse) queries a model class imported
     from the project (``from shop.models import Product``, ``import shop.models``, at module
-    level or inside the function), instead of the historical model from
+    level or inside the function) or bound to a module-level name by any other means
+    (``Product = get_model("shop", "Product")`` with a project's model loader,
+    ``User = get_user_model()``), instead of the historical model from
     ``apps.get_model("shop", "Product")``. Models of ``django.contrib`` apps count too: they
     are live models as well. Imports that reach no model query stay silent: constants and
-    choices (``Order.Status.PAID``), helpers, ``django.db.models``, and imports used only
-    outside the ``RunPython`` functions. The finding points at the import line.
+    choices (``Order.Status.PAID``), helpers, ``django.db.models``, imports used only
+    outside the ``RunPython`` functions, and a name the function assigns itself
+    (``User = apps.get_model("auth", "User")``). The finding points at the import or
+    assignment line.
 
     Why it breaks production
     ------------------------
@@ -214,13 +269,12 @@ class LiveModelsInDataMigration(Rule):
     name = "live-models-in-data-migration"
     severity = Severity.ERROR
     message = (
-        "`{function}` in `{migration}` queries the live model `{live_model}` imported from"
-        " `{module}`: it reads today's columns, which do not exist at this point of the"
-        " migration history"
+        "`{function}` in `{migration}` queries the live model `{live_model}` {source}: it"
+        " reads today's columns, which do not exist at this point of the migration history"
     )
     help = 'Use `apps.get_model("{model_app}", "{live_model}")` inside `{function}` instead'
     recipe_steps = (
-        "Remove the import of `{live_model}` from `{module}` used by `{function}`.",
+        "Stop `{function}` using the `{live_model}` {source}.",
         "At the top of `{function}(apps, schema_editor)`, get the historical model:"
         " `{live_model} = apps.get_model(\"{model_app}\", \"{live_model}\")`.",
         "Move any logic the migration borrowed from the model (custom `save()`, managers,"
@@ -247,4 +301,5 @@ class LiveModelsInDataMigration(Rule):
                     live_model=model.__name__,
                     model_app=model._meta.app_label,
                     module=binding.module,
+                    source=binding.source,
                 )
