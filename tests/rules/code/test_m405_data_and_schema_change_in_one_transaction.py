@@ -1,14 +1,14 @@
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 import psycopg
 import pytest
+from _sql import django_sql
+from _sql import pg_schema as schema_on_postgresql
 from django.db import migrations, models
 from django.db.migrations.state import ProjectState
 
-from django_rollout.graph.sql import collect_migration_sql
 from django_rollout.rules.code.m405_data_and_schema_change_in_one_transaction import (
     DataAndSchemaChangeInOneTransaction,
 )
@@ -314,21 +314,8 @@ def test_ignores_other_vendors() -> None:
 
 @pytest.fixture
 def pg_schema() -> Any:
-    """A connection whose search path is a new, empty schema."""
-    try:
-        conn = psycopg.connect(
-            "host=127.0.0.1 port=5432 user=postgres dbname=test", autocommit=True
-        )
-    except psycopg.OperationalError as exc:
-        pytest.skip(f"no PostgreSQL server: {exc}")
-    schema = f"rollout_m405_{uuid.uuid4().hex[:10]}"
-    conn.execute(f"CREATE SCHEMA {schema}")
-    conn.execute(f"SET search_path = {schema}")
-    try:
+    with schema_on_postgresql() as conn:
         yield conn
-    finally:
-        conn.execute(f"DROP SCHEMA {schema} CASCADE")
-        conn.close()
 
 
 @pytest.fixture
@@ -416,14 +403,6 @@ def test_postgresql_accepts_what_the_rule_leaves_silent(
 # -- AlterField: flagged exactly when PostgreSQL refuses Django's own SQL for it -------------
 
 
-def _django_sql(operations: list[Any], state: ProjectState) -> list[str]:
-    migration = migrations.Migration("0002_change", "shop")
-    migration.operations = operations
-    collected = collect_migration_sql(migration, state, in_place=True)
-    assert collected.error is None
-    return [s.sql for s in collected.statements]
-
-
 # The order line with a second foreign key, which an insert also leaves pending.
 TWO_FKS = [
     *BEFORE,
@@ -463,11 +442,11 @@ def test_alter_field_is_flagged_exactly_when_postgresql_refuses_it(
     assert [f.rule for f in flagged] == (["M405"] if refused else [])
 
     state = ProjectState()
-    for statement in _django_sql(before, state):
+    for statement in django_sql(before, state):
         pg_schema.execute(statement)
     pg_schema.execute("INSERT INTO shop_order (code) VALUES ('a')")
     write = "INSERT INTO shop_orderline (order_id, quantity) SELECT id, 1 FROM shop_order"
-    alter_sql = _django_sql([alter], state)
+    alter_sql = django_sql([alter], state)
     if refused:
         with pytest.raises(psycopg.errors.ObjectInUse):
             _in_one_transaction(pg_schema, write, *alter_sql)
