@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+import psycopg
 import pytest
+from _sql import django_sql, pg_schema
 from django.db import migrations, models
 from django.db.migrations.operations.base import Operation
+from django.db.migrations.state import ProjectState
 
 from django_rollout.findings import Finding, Severity
 from django_rollout.rules.registry import all_rules
@@ -263,8 +267,14 @@ def test_informs_after_a_backfill_in_an_earlier_migration_of_the_unit() -> None:
         migrations.RunSQL("UPDATE shop_category SET id = id"),
         bootstrap_operation("shop.Category"),
     ],
-    ids=["other_column", "inserts_only", "other_model", "sql_other_column", "sql_other_table",
-         "helper_other_model"],
+    ids=[
+        "other_column",
+        "inserts_only",
+        "other_model",
+        "sql_other_column",
+        "sql_other_table",
+        "helper_other_model",
+    ],
 )
 def test_keeps_error_when_no_earlier_data_step_writes_the_column(step: Operation) -> None:
     [finding] = findings([not_null("integer")], [*deployed("integer"), step])
@@ -301,3 +311,99 @@ def test_c107_fires_on_the_same_operation_as_the_informed_d202() -> None:
         ("C107", "ERROR", 0),
         ("D202", "INFO", 0),
     ]
+
+
+# -- a NOT NULL column added to a table of S0 --------------------------------------------------
+
+ADDED_FIRES: dict[str, models.Field[Any, Any]] = {
+    "integer": models.IntegerField(),
+    "foreign key": models.ForeignKey("shop.Category", models.PROTECT),
+    "char without blank": models.CharField(max_length=30),
+    "explicit None default": models.IntegerField(default=None),
+    "uuid": models.UUIDField(),
+}
+ADDED_SILENT: dict[str, models.Field[Any, Any]] = {
+    "nullable": models.IntegerField(null=True),
+    "default": models.IntegerField(default=0),
+    "callable default": models.UUIDField(default=uuid.uuid4),
+    "db_default": models.IntegerField(db_default=0),
+    "blank char": models.CharField(max_length=30, blank=True),
+    "auto_now": models.DateTimeField(auto_now=True),
+    "foreign key with default": models.ForeignKey("shop.Category", models.PROTECT, default=1),
+    "many to many": models.ManyToManyField("shop.Category", related_name="+"),
+}
+
+
+def added(field: models.Field[Any, Any]) -> Operation:
+    return migrations.AddField("product", "added", field.clone())
+
+
+@pytest.mark.parametrize("label", ADDED_FIRES)
+def test_flags_a_not_null_column_added_with_nothing_for_existing_rows(label: str) -> None:
+    found = findings([added(ADDED_FIRES[label])], deployed("integer"))
+    assert [(f.rule, f.severity) for f in found] == [("D202", Severity.ERROR)]
+    assert "is added NOT NULL" in found[0].message and "`null=True`" in found[0].help
+
+
+@pytest.mark.parametrize("label", ADDED_SILENT)
+def test_ignores_an_added_column_django_fills_or_leaves_nullable(label: str) -> None:
+    found = findings([added(ADDED_SILENT[label])], deployed("integer"))
+    assert [f for f in found if f.rule == "D202"] == []
+
+
+def test_added_column_is_info_on_an_empty_table() -> None:
+    found = findings([added(models.IntegerField())], deployed("integer"), rows={"shop_product": 0})
+    assert [(f.rule, f.severity) for f in found] == [("D202", Severity.INFO)]
+    assert "(S0 counted 0 rows)" in found[0].message
+
+
+def test_ignores_a_column_added_to_a_table_created_in_the_unit() -> None:
+    assert findings([added(models.IntegerField())], unit_before=[deployed("integer")]) == []
+
+
+def test_ignores_a_state_only_added_column() -> None:
+    op = migrations.SeparateDatabaseAndState(state_operations=[added(models.IntegerField())])
+    assert findings([op], deployed("integer")) == []
+
+
+@pytest.mark.parametrize(("vendor", "fires"), [("sqlite", True), ("mysql", False)])
+def test_added_column_on_other_vendors(vendor: str, fires: bool) -> None:
+    # SQLite's table rebuild copies NULL into the column; MySQL fills 0 or '' itself.
+    version = {"sqlite": (3, 45), "mysql": (8, 0)}[vendor]
+    found = judge(
+        [added(models.IntegerField())],
+        deployed("integer"),
+        vendor=vendor,
+        server_version=version,
+        rules=DATA,
+    )
+    assert [f.rule for f in found] == (["D202"] if fires else [])
+
+
+@pytest.mark.parametrize(
+    ("field", "fails"),
+    [(f, True) for f in ADDED_FIRES.values()] + [(f, False) for f in ADDED_SILENT.values()],
+    ids=[f"fires-{k}" for k in ADDED_FIRES] + [f"silent-{k}" for k in ADDED_SILENT],
+)
+def test_postgresql_refuses_exactly_the_added_columns_flagged(
+    field: models.Field[Any, Any], fails: bool
+) -> None:
+    state = ProjectState()
+    with pg_schema() as pg:
+        for statement in django_sql(deployed("integer"), state):
+            pg.execute(statement)
+        pg.execute("INSERT INTO shop_category (id) VALUES (1)")
+        pg.execute("INSERT INTO shop_product (value) VALUES (1)")
+        statements = django_sql([added(field)], state)
+        if not fails:
+            with pg.transaction():
+                for statement in statements:
+                    pg.execute(statement)
+            return
+        with pytest.raises(psycopg.errors.NotNullViolation) as error, pg.transaction():
+            for statement in statements:
+                pg.execute(statement)
+        column = "added_id" if field.is_relation else "added"
+        assert f'column "{column}" of relation "shop_product" contains null values' in str(
+            error.value
+        )

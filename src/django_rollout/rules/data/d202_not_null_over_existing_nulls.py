@@ -12,7 +12,9 @@ from django_rollout.graph.context import OperationContext
 from django_rollout.graph.model import has_db_default
 from django_rollout.rules.base import Rule
 from django_rollout.rules.data._schema import (
+    Fill,
     column_of,
+    existing_fill,
     few_rows,
     graded,
     runsql_actions,
@@ -44,6 +46,13 @@ class NotNullOverExistingNulls(Rule):
     are the only NULLs left), it is info: C107 names the failure. Silent for columns added
     in the deploy unit (C101 judges those), columns already NOT NULL in S0 and tables
     created in the unit. With S0 row counts, an empty table makes it info.
+
+    It also flags an ``AddField`` of a NOT NULL column to a table of S0 when Django gives
+    the rows already there nothing (no ``default``, no ``db_default``, not ``blank=True``
+    text, not ``auto_now``): a foreign key or a number added without a default, as a
+    hand-written migration or the second half of a split initial migration has it.
+    PostgreSQL and SQLite refuse it on the first row; MySQL fills the type's implicit
+    value (0, '') instead, so it stays silent there.
 
     Why it breaks production
     ------------------------
@@ -102,6 +111,14 @@ class NotNullOverExistingNulls(Rule):
         " writes since then can fail the migration with `column \"{column}\" ... contains"
         ' null values` (C107 reports those writes){size}'
     )
+    added_message = (
+        "`{table}`.`{column}` is added NOT NULL with nothing for the rows already there: any"
+        ' row makes the migration fail with `column "{column}" ... contains null values`{size}'
+    )
+    added_help = (
+        "Add `{field}` with `null=True` (or a `db_default` that existing rows can keep),"
+        " backfill it, then make it NOT NULL"
+    )
     help = (
         "Backfill the NULLs of `{table}`.`{column}` first, or give `{field}` a `default` or"
         " `db_default` so Django fills them"
@@ -124,6 +141,9 @@ class NotNullOverExistingNulls(Rule):
         if isinstance(op, migrations.RunSQL):
             yield from self._runsql(ctx)
             return
+        if isinstance(op, migrations.AddField):
+            yield from self._added(ctx, op)
+            return
         if not isinstance(op, migrations.AlterField) or not ctx.table_in_s0:
             return
         if ctx.before is None:
@@ -143,6 +163,27 @@ class NotNullOverExistingNulls(Rule):
             ctx, ctx.key, table, [op.name]
         )
         yield self._finding(ctx, table, backfilled, field=op.name, column=column)
+
+    def _added(self, ctx: OperationContext, op: migrations.AddField) -> Iterable[Finding]:
+        field = op.field
+        if not ctx.table_in_s0 or ctx.before is None or ctx.unit.vendor == "mysql":
+            return
+        if field.many_to_many or field.null:
+            return
+        if isinstance(field, models.ForeignObject) and not isinstance(field, models.ForeignKey):
+            return  # no column of its own
+        if existing_fill(field).fill is not Fill.NULL:
+            return
+        small = few_rows(ctx.unit, ctx.before.db_table, 0)
+        yield self.finding(
+            ctx,
+            severity=graded(self.severity, small),
+            message=self.added_message,
+            help=self.added_help,
+            size=size_note(small),
+            field=op.name,
+            column=column_of(op.name, field),
+        )
 
     def _finding(
         self, ctx: OperationContext, db_table: str, backfilled: bool, **names: Any
