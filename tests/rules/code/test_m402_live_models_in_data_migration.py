@@ -367,6 +367,16 @@ SILENT = {
 
         operations = [migrations.RunPython(forwards, migrations.RunPython.noop)]
         """,
+    "meta-of-a-live-model": """
+        from django.contrib.auth import get_user_model
+
+        User = get_user_model()
+
+        def forwards(apps, schema_editor):
+            schema_editor.execute(f"ANALYZE {User._meta.db_table}")
+
+        operations = [migrations.RunPython(forwards, migrations.RunPython.noop)]
+        """,
     "module-level-constants": """
         NAME = "staff"
         LIMIT: int = 10

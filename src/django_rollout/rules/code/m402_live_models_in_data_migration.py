@@ -157,6 +157,8 @@ def _uses_live_model(name: ast.Name, target: Any, parents: dict[ast.AST, ast.AST
         if is_live_model(obj):
             if attribute is None:
                 return obj
+            if attribute.attr == "_meta":
+                return None  # the model's description (a table name, a field): no query
             reached = getattr(obj, attribute.attr, None)
             if isinstance(reached, _CONSTANTS) or (
                 isinstance(reached, type) and not issubclass(reached, models.Model)
@@ -225,8 +227,9 @@ class LiveModelsInDataMigration(Rule):
     ``User = get_user_model()``), instead of the historical model from
     ``apps.get_model("shop", "Product")``. Models of ``django.contrib`` apps count too: they
     are live models as well. Imports that reach no model query stay silent: constants and
-    choices (``Order.Status.PAID``), helpers, ``django.db.models``, imports used only
-    outside the ``RunPython`` functions, and a name the function assigns itself
+    choices (``Order.Status.PAID``), the model's ``_meta`` (a table name), helpers,
+    ``django.db.models``, imports used only outside the ``RunPython`` functions, and a
+    name the function assigns itself
     (``User = apps.get_model("auth", "User")``). The finding points at the import or
     assignment line.
 
