@@ -262,3 +262,20 @@ def test_a_later_failure_confirms_no_earlier_finding_it_could_not_cause() -> Non
         _unit(_violation("23502", LAST)),
     )
     assert [(f.migration, f.confirmed) for f in out] == [(FIRST, False), (LAST, True)]
+
+
+@pytest.mark.parametrize("sqlstate", ["42703", "42P01"])
+def test_a_live_model_in_a_data_migration_is_confirmed_by_the_migrations_own_failure(
+    sqlstate: str,
+) -> None:
+    failed = _error(sqlstate, PRODUCT, code_version=None)
+    [finding] = confirm([_finding("M402", Severity.ERROR)], _rehearsal(failed=failed))
+    assert finding.confirmed and finding.code_version is None
+
+
+def test_a_live_model_is_not_confirmed_by_live_codes_missing_column() -> None:
+    # The old release failing on a dropped column is C102's, not the data migration's.
+    out = confirm([_finding("M402", Severity.ERROR)], _rehearsal(_error("42703", PRODUCT)))
+    got = _by_rule(out)
+    assert got["M402"].confirmed is False
+    assert None in got
