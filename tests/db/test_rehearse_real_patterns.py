@@ -191,3 +191,67 @@ def test_traffic_keeps_a_unique_set_with_a_default_member_unique(tmp_path: Path)
     assert doc["traffic"]["actions"]["new"] > 0
     assert not [f for f in doc["findings"] if f["rule"] is None], doc["findings"]
     assert doc["verdict"] == "safe"
+
+
+STAMP = """migrations.CreateModel(
+    "Stamp",
+    [
+        ("id", models.BigAutoField(primary_key=True)),
+        ("token", models.ForeignKey("vault.token", models.CASCADE)),
+    ],
+)"""
+
+
+def _renamed(tmp_path: Path, old: str, new: str, *later: str) -> dict[str, Any]:
+    """Rehearse ``vault``: a Token ordered by ``old``, which ``0002_rename`` renames to
+    ``new``; ``later`` operations follow in ``0003_later``. Deleting a user cascades to its
+    tokens and on to their stamps: the ORM reads the tokens first, in their ordering."""
+    field = OWNED[:-6] + f'("{old}", models.IntegerField(default=0)),\n    ]'
+    ordered = f'migrations.CreateModel("Token", {field}, options={{"ordering": ["-{old}"]}})'
+    rename = f'migrations.RenameField("token", "{old}", "{new}")'
+    steps = {"0001_initial": migration(f"{ordered},\n{STAMP}", f"[{AUTH}]")}
+    steps["0002_rename"] = migration(rename, '[("vault", "0001_initial")]')
+    if later:
+        steps["0003_later"] = migration("\n".join(later), '[("vault", "0002_rename")]')
+    project = Project(tmp_path)
+    project.app(
+        "vault",
+        steps,
+        models=(
+            "class Token(models.Model):\n"
+            "    name = models.CharField(max_length=40)\n"
+            '    owner = models.ForeignKey("auth.user", models.CASCADE, null=True)\n'
+            f"    {new} = models.IntegerField(default=0)\n\n"
+            "    class Meta:\n"
+            f'        ordering = ["-{new}"]\n\n\n'
+            "class Stamp(models.Model):\n"
+            '    token = models.ForeignKey("vault.token", models.CASCADE)\n'
+        ),
+    )
+    project.configure(["vault"], database=pg_settings(), extra=judged_after_initial("vault"))
+    return _rehearse(project)
+
+
+def _unexplained(doc: dict[str, Any]) -> list[tuple[str, str]]:
+    return [(f["migration"], f["message"]) for f in doc["findings"] if f["rule"] is None]
+
+
+def test_a_stale_ordering_in_the_migration_state_is_not_the_deploys(tmp_path: Path) -> None:
+    # Django's RenameField leaves Meta.ordering naming the old field (django-oscar's
+    # address.0002, mended by 0003's AlterModelOptions): the historical model between them
+    # raises FieldError before any SQL. The release that served then never had that model.
+    doc = _renamed(tmp_path, "hits", "uses", 'migrations.AlterModelOptions("token", {})')
+    assert all(s["status"] == "applied" for s in doc["steps"]), doc["steps"]
+    assert not _unexplained(doc)
+    assert doc["traffic"]["refused"].get("old", 0) >= 1, doc["traffic"]
+    assert _finding(doc, "C103")["confirmed"]
+
+
+def test_a_renamed_column_named_count_is_read_as_an_aggregate(tmp_path: Path) -> None:
+    # PostgreSQL reads `vault_token.count`, once no such column exists, as count(vault_token):
+    # the old release's SELECT fails with 42803, not 42703. It is still the rename's (C103).
+    doc = _renamed(tmp_path, "count", "uses")
+    assert not _unexplained(doc)
+    c103 = _finding(doc, "C103")
+    assert c103["confirmed"] and c103["code_version"] == "old", c103
+    assert "42803" in c103["observed_error"] or "42703" in c103["observed_error"]

@@ -70,7 +70,8 @@ class ColumnDroppedWhileInUse(Rule):
     """
 
     id = "C102"
-    sqlstates = ("42703",)
+    # 42803: PostgreSQL reads a missing ``t.count`` as count(t), an aggregate of the row.
+    sqlstates = ("42703", "42803")
     name = "column-dropped-while-in-use"
     severity = Severity.ERROR
     message = (

@@ -67,7 +67,8 @@ class ColumnRenamedWhileInUse(Rule):
     """
 
     id = "C103"
-    sqlstates = ("42703",)
+    # 42803: PostgreSQL reads a missing ``t.count`` as count(t), an aggregate of the row.
+    sqlstates = ("42703", "42803")
     name = "column-renamed-while-in-use"
     severity = Severity.ERROR
     message = (
