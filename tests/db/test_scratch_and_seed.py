@@ -690,6 +690,56 @@ def test_a_row_inserted_behind_the_orms_cascade_is_the_traffics_own_race() -> No
         assert product.objects.using(scratch.alias).filter(category_id=doomed.pk).exists()
 
 
+def test_a_new_rows_target_deleted_under_it_is_a_race_a_target_still_there_is_not() -> None:
+    """The other release's sessions run in another process: a product of the new release
+    pointing at a category they deleted between the choice and the insert is a race. When
+    the category is still there, the constraint points elsewhere: the deploy's."""
+    import datetime
+    import uuid
+
+    from django.db import IntegrityError
+
+    from django_rollout.db.traffic import Traffic
+
+    apps = state().apps
+    category, product = apps.get_model("seedapp", "Category"), apps.get_model("seedapp", "Product")
+    with scratch_database(SOURCE) as scratch:
+        _create_tables(scratch.alias, apps)
+        traffic = Traffic(scratch.alias)
+
+        def refused(category_id: int) -> IntegrityError:
+            row = product(
+                category_id=category_id,
+                sku=uuid.uuid4().hex[:12],
+                price=1,
+                created=datetime.datetime.now(datetime.UTC),
+                uid=uuid.uuid4(),
+            )
+            with pytest.raises(IntegrityError) as error:
+                row.save(using=scratch.alias, force_insert=True)
+            assert traffic._target_gone(row, error.value) is (category_id == gone_pk)
+            return error.value
+
+        gone = category.objects.using(scratch.alias).create(code="g", name="gone")
+        gone_pk = gone.pk
+        gone.delete()
+        refused(gone_pk)
+        kept = category.objects.using(scratch.alias).create(code="k", name="kept")
+        with connections[scratch.alias].cursor() as cursor:
+            # The column's constraint now points at another table, which has no such row.
+            cursor.execute(
+                "SELECT conname FROM pg_constraint WHERE conrelid = 'seedapp_product'::regclass"
+                " AND contype = 'f'"
+            )
+            [(name,)] = cursor.fetchall()
+            cursor.execute(f'ALTER TABLE seedapp_product DROP CONSTRAINT "{name}"')
+            cursor.execute(
+                "ALTER TABLE seedapp_product ADD CONSTRAINT product_tag_fk FOREIGN KEY"
+                " (category_id) REFERENCES seedapp_tag (id)"
+            )
+        refused(kept.pk)
+
+
 def test_only_a_relation_the_orm_carries_out_makes_a_delete_violation_a_race() -> None:
     from django_rollout.db.traffic import _handled_on_delete
 

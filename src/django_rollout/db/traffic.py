@@ -247,6 +247,8 @@ class Traffic:
                 except IntegrityError as exc:
                     if self._own_race(made, exc):
                         return None
+                    if version == "new" and self._target_gone(made, exc):
+                        return None
                     raise
                 with self._lock:
                     mark = self._kept if keep else self._transient
@@ -359,6 +361,31 @@ class Traffic:
                     cleaned = self._cleaned.get(f.related_model._meta.db_table, set())
                     if getattr(row, f.attname) in cleaned:
                         return True
+        return False
+
+    def _target_gone(self, row: models.Model, exc: IntegrityError) -> bool:
+        """Whether ``row`` failed its foreign key because the row it points at, through a
+        relation its own model has, is gone: the other release's traffic deleted it between
+        the choice and the insert (a race every application has; the sessions of the other
+        release run in another process, so ``_own_race`` cannot know). Asked for the new
+        release only: it never runs beside a migration, which could have deleted it. A
+        target that still exists means the constraint points elsewhere: the deploy's."""
+        from django.db import connections
+
+        found = observe(exc)
+        if found.sqlstate != "23503" or found.constraint is None:
+            return False
+        if connections[self.alias].in_atomic_block:
+            return False
+        with contextlib.suppress(DatabaseError):
+            columns = self._columns(found.constraint)
+            for f in row._meta.concrete_fields:
+                value = getattr(row, f.attname)
+                if f.column not in columns or not f.is_relation or value is None:
+                    continue
+                target = f.related_model._base_manager.db_manager(self.alias)
+                if not target.filter(**{f.target_field.attname: value}).exists():
+                    return True
         return False
 
     def _delete_own(self, model: type[models.Model], rows: Any) -> Any:
