@@ -413,31 +413,40 @@ TWO_FKS = [
     ),
 ]
 RENAMED_FK = models.ForeignKey("shop.Order", models.CASCADE, null=True, db_column="order_ref")
-ALTER_FIELDS = {
+
+
+def _alter(name: str, field: Any) -> migrations.AlterField:
+    return migrations.AlterField("orderline", name, field)
+
+
+AFTER_A_WRITE = {
     # A new column name alone is a RENAME, which PostgreSQL does not check.
-    "rename-column": (models.IntegerField(default=1, db_column="qty"), "quantity", BEFORE, False),
+    "rename-column": (
+        _alter("quantity", models.IntegerField(default=1, db_column="qty")),
+        BEFORE,
+        False,
+    ),
     "rename-and-retype": (
-        models.BigIntegerField(default=1, db_column="qty"),
-        "quantity",
+        _alter("quantity", models.BigIntegerField(default=1, db_column="qty")),
         BEFORE,
         True,
     ),
     # Django sends a comment with an ALTER COLUMN ... TYPE of the same type.
-    "comment": (models.IntegerField(default=1, db_comment="n"), "quantity", BEFORE, True),
+    "comment": (_alter("quantity", models.IntegerField(default=1, db_comment="n")), BEFORE, True),
     # Django drops the constraint with SET CONSTRAINTS ... IMMEDIATE first: nothing of it
     # stays pending, but the other foreign key's checks do.
-    "rename-fk-column": (RENAMED_FK, "order", BEFORE, False),
-    "rename-fk-column-another-fk-pending": (RENAMED_FK, "order", TWO_FKS, True),
+    "rename-fk-column": (_alter("order", RENAMED_FK), BEFORE, False),
+    "rename-fk-column-another-fk-pending": (_alter("order", RENAMED_FK), TWO_FKS, True),
+    "remove-fk": (migrations.RemoveField("orderline", "order"), BEFORE, False),
+    "remove-fk-another-fk-pending": (migrations.RemoveField("orderline", "order"), TWO_FKS, True),
+    "remove-column": (migrations.RemoveField("orderline", "quantity"), BEFORE, True),
 }
 
 
-@pytest.mark.parametrize(
-    ("field", "name", "before", "refused"), ALTER_FIELDS.values(), ids=ALTER_FIELDS
-)
-def test_alter_field_is_flagged_exactly_when_postgresql_refuses_it(
-    pg_schema: Any, field: Any, name: str, before: list[Any], refused: bool
+@pytest.mark.parametrize(("alter", "before", "refused"), AFTER_A_WRITE.values(), ids=AFTER_A_WRITE)
+def test_an_operation_after_a_write_is_flagged_exactly_when_postgresql_refuses_it(
+    pg_schema: Any, alter: Any, before: list[Any], refused: bool
 ) -> None:
-    alter = migrations.AlterField("orderline", name, field)
     flagged = judge([run(create_lines), alter], before, rules=M405)
     assert [f.rule for f in flagged] == (["M405"] if refused else [])
 

@@ -265,16 +265,19 @@ def _fired(
     op: Operation, app_label: str, target: ModelView, state: ProjectState
 ) -> frozenset[tuple[ModelKey, str]]:
     """The foreign keys of ``target`` whose queued checks ``op``'s own SQL runs first: Django
-    drops a foreign key constraint it alters with ``SET CONSTRAINTS ... IMMEDIATE; ALTER TABLE
-    ... DROP CONSTRAINT``, which leaves nothing of that constraint pending."""
-    if not isinstance(op, migrations.AlterField) or _model_key(op, app_label) != target.key:
+    drops a foreign key constraint it alters or removes with ``SET CONSTRAINTS ...
+    IMMEDIATE; ALTER TABLE ... DROP CONSTRAINT``, which leaves nothing of it pending."""
+    if not isinstance(op, migrations.AlterField | migrations.RemoveField):
+        return frozenset()
+    if _model_key(op, app_label) != target.key:
         return frozenset()
     old = target.fields.get(op.name)
     if old is None or not _constrained_fk(old):
         return frozenset()
-    same = same_target_table(state, app_label, target, old, op.field)
-    if not db_differs(old, op.field, op.name, same):
-        return frozenset()
+    if isinstance(op, migrations.AlterField):
+        same = same_target_table(state, app_label, target, old, op.field)
+        if not db_differs(old, op.field, op.name, same):
+            return frozenset()
     return frozenset({(target.key, op.name)})
 
 
@@ -396,9 +399,9 @@ class DataAndSchemaChangeInOneTransaction(Rule):
     data step writes another table, when no constraint is involved (``db_constraint=False``,
     or a foreign key created by a ``CreateModel`` of the same migration: Django adds those
     constraints at its end), for renames (PostgreSQL does not check them; a new ``db_column``
-    alone is one), for an ``AlterField`` of the only foreign key with checks pending (Django
-    drops that constraint with ``SET CONSTRAINTS ... IMMEDIATE`` first), for a relation moved
-    to a model on the same table (no SQL), and after a
+    alone is one), for an ``AlterField`` or ``RemoveField`` of the only foreign key with
+    checks pending (Django drops that constraint with ``SET CONSTRAINTS ... IMMEDIATE``
+    first), for a relation moved to a model on the same table (no SQL), and after a
     ``RunSQL("SET CONSTRAINTS ALL IMMEDIATE")``. A new ``db_comment`` counts: Django sends it
     with an ``ALTER COLUMN ... TYPE`` of the same type.
 
