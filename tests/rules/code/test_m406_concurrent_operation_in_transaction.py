@@ -1,10 +1,10 @@
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 import psycopg
 import pytest
+from _sql import pg_schema
 from django.contrib.postgres.operations import AddIndexConcurrently, RemoveIndexConcurrently
 from django.db import migrations, models
 
@@ -114,20 +114,8 @@ def test_ignores_other_vendors() -> None:
 
 @pytest.fixture
 def pg() -> Any:
-    try:
-        conn = psycopg.connect(
-            "host=127.0.0.1 port=5432 user=postgres dbname=test", autocommit=True
-        )
-    except psycopg.OperationalError as exc:
-        pytest.skip(f"no PostgreSQL server: {exc}")
-    schema = f"rollout_m406_{uuid.uuid4().hex[:10]}"
-    conn.execute(f"CREATE SCHEMA {schema}")
-    conn.execute(f"SET search_path = {schema}")
-    try:
+    with pg_schema() as conn:
         yield conn
-    finally:
-        conn.execute(f"DROP SCHEMA {schema} CASCADE")
-        conn.close()
 
 
 def test_postgresql_refuses_create_index_concurrently_in_a_transaction(pg: Any) -> None:
