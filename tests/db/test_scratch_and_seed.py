@@ -691,9 +691,10 @@ def test_a_row_inserted_behind_the_orms_cascade_is_the_traffics_own_race() -> No
 
 
 def test_a_new_rows_target_deleted_under_it_is_a_race_a_target_still_there_is_not() -> None:
-    """The other release's sessions run in another process: a product of the new release
-    pointing at a category they deleted between the choice and the insert is a race. When
-    the category is still there, the constraint points elsewhere: the deploy's."""
+    """A product of the new release pointing at a category the other release deleted between
+    the choice and the insert is a race, when that release knows the relation (its delete
+    would have cascaded had the product come first). When it does not, or when the category
+    is still there (the constraint points elsewhere), it is the deploy's."""
     import datetime
     import uuid
 
@@ -717,7 +718,10 @@ def test_a_new_rows_target_deleted_under_it_is_a_race_a_target_still_there_is_no
             )
             with pytest.raises(IntegrityError) as error:
                 row.save(using=scratch.alias, force_insert=True)
-            assert traffic._target_gone(row, error.value) is (category_id == gone_pk)
+            known = frozenset({("seedapp_product", "category_id")})
+            assert traffic._target_gone(row, error.value, known) is (category_id == gone_pk)
+            # A relation the other release does not know: its delete is C109's hazard.
+            assert traffic._target_gone(row, error.value, frozenset()) is False
             return error.value
 
         gone = category.objects.using(scratch.alias).create(code="g", name="gone")
@@ -738,6 +742,25 @@ def test_a_new_rows_target_deleted_under_it_is_a_race_a_target_still_there_is_no
                 " (category_id) REFERENCES seedapp_tag (id)"
             )
         refused(kept.pk)
+
+
+def test_only_the_round_that_does_not_keep_deletes_the_rows_kept_rows_point_at() -> None:
+    """The new release keeps its rows; the old one then deletes what they point at. The
+    keeping round must not delete them itself: a model that points at its own kind (a
+    parent) had the new release delete the rows its later rows were about to use."""
+    from django_rollout.db.traffic import Traffic
+
+    apps = state().apps
+    category = apps.get_model("seedapp", "Category")
+    with scratch_database(SOURCE) as scratch:
+        _create_tables(scratch.alias, apps)
+        target = category.objects.using(scratch.alias).create(code="t", name="target")
+        traffic = Traffic(scratch.alias)
+        traffic.referenced[("seedapp_category", "id")] = {target.pk}
+        traffic.round([category], "new", keep=True)
+        assert category.objects.using(scratch.alias).filter(pk=target.pk).exists()
+        traffic.round([category], "old")
+        assert not category.objects.using(scratch.alias).filter(pk=target.pk).exists()
 
 
 def test_only_a_relation_the_orm_carries_out_makes_a_delete_violation_a_race() -> None:

@@ -247,7 +247,7 @@ class Traffic:
                 except IntegrityError as exc:
                     if self._own_race(made, exc):
                         return None
-                    if version == "new" and self._target_gone(made, exc):
+                    if version == "new" and self._target_gone(made, exc, known):
                         return None
                     raise
                 with self._lock:
@@ -274,9 +274,10 @@ class Traffic:
                 left = [pk for pk in self._transient.get(table, ()) if pk not in pks]
                 self._transient[table] = left
                 self._cleaned.setdefault(table, set()).update(pks)
-        for name, values in self._referenced_in(model):
-            gone = manager.filter(**{f"{name}__in": values})
-            attempt("delete", gone.delete)
+        if not keep:
+            for name, values in self._referenced_in(model):
+                gone = manager.filter(**{f"{name}__in": values})
+                attempt("delete", gone.delete)
         return errors
 
     def _attempt(
@@ -363,13 +364,17 @@ class Traffic:
                         return True
         return False
 
-    def _target_gone(self, row: models.Model, exc: IntegrityError) -> bool:
-        """Whether ``row`` failed its foreign key because the row it points at, through a
-        relation its own model has, is gone: the other release's traffic deleted it between
-        the choice and the insert (a race every application has; the sessions of the other
-        release run in another process, so ``_own_race`` cannot know). Asked for the new
-        release only: it never runs beside a migration, which could have deleted it. A
-        target that still exists means the constraint points elsewhere: the deploy's."""
+    def _target_gone(
+        self, row: models.Model, exc: IntegrityError, known: frozenset[tuple[str, str]]
+    ) -> bool:
+        """Whether ``row`` failed its foreign key because the row it points at is gone, through
+        a relation the other release also has (``known``): that release deleted it between the
+        choice and the insert, and its ORM would have cascaded or refused had the row come
+        first. A race every application has, which ``_own_race`` cannot see when the other
+        release's sessions ran in another process. Through a relation the other release does
+        not know, its delete of the target is the hazard itself (C109's), and stays reported.
+        Asked for the new release only: it never runs beside a migration, which could have
+        deleted the row. A target that still exists means the constraint points elsewhere."""
         from django.db import connections
 
         found = observe(exc)
@@ -377,12 +382,15 @@ class Traffic:
             return False
         if connections[self.alias].in_atomic_block:
             return False
+        table = row._meta.db_table
         with contextlib.suppress(DatabaseError):
             columns = self._columns(found.constraint)
             for f in row._meta.concrete_fields:
                 value = getattr(row, f.attname)
                 if f.column not in columns or not f.is_relation or value is None:
                     continue
+                if (table, f.column) not in known:
+                    return False
                 target = f.related_model._base_manager.db_manager(self.alias)
                 if not target.filter(**{f.target_field.attname: value}).exists():
                     return True
