@@ -92,6 +92,17 @@ def test_lock_error_on_a_table_the_operation_does_not_touch_is_unexplained() -> 
     assert got[None].observed_error is not None and DEADLOCK in got[None].observed_error
 
 
+def test_lock_error_on_a_table_the_finding_names_is_explained() -> None:
+    # L308 at the first operation names every table the transaction then holds: a deadlock
+    # on one a later operation locks (django-oscar's order.0014) is its to explain.
+    named = replace(_finding("L308"), details=(("tables", (PRODUCT, ORDERS)),))
+    out = confirm([named], _rehearsal(_error(DEADLOCK, ORDERS)))
+    got = _by_rule(out)
+    assert got["L308"].confirmed and None not in got
+    out = confirm([named], _rehearsal(_error(DEADLOCK, "billing_invoice")))
+    assert _by_rule(out)["L308"].confirmed is False
+
+
 def test_lock_error_at_another_migration_is_unexplained() -> None:
     out = confirm([_finding("L305")], _rehearsal(_error(DEADLOCK, PRODUCT, step="0011_other")))
     assert _by_rule(out)["L305"].confirmed is False

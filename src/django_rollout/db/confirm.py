@@ -239,9 +239,15 @@ def _waited_on(finding: Finding, step: Step) -> bool:
 
 
 def _tables(finding: Finding, step: Step) -> frozenset[str] | None:
+    """The tables a finding is about: its operation's, and those it names itself (a lock
+    finding about the whole transaction names every table it holds, L306, L308)."""
     if finding.operation_index is None:
         return None
-    return step.tables.get(finding.operation_index)
+    tables = step.tables.get(finding.operation_index)
+    named = dict(finding.details).get("tables")
+    if tables is None or not named:
+        return tables
+    return tables | frozenset(named)
 
 
 def _wait(step: Step) -> float:

@@ -123,3 +123,6 @@ def test_names_the_lock_held_across_the_scan(django_settings: None) -> None:
         "`0002_change` takes ACCESS EXCLUSIVE on `shop_category` and holds it until COMMIT"
     )
     assert dict(finding.details)["held_table"] == "shop_category"
+    # Every table the transaction holds while the later work runs: a deadlock on any of
+    # them is this finding's to confirm.
+    assert dict(finding.details)["tables"] == ("shop_category", "shop_product")

@@ -121,6 +121,7 @@ class LocksAccumulatedInTransaction(Rule):
         # (table, operation index) of every ACCESS EXCLUSIVE taken so far on a table in S0.
         held: list[tuple[str, int, _Timed]] = []
         reasons: list[str] = []
+        later_tables: set[str] = set()
         rows: list[int] = []
         first: _Timed | None = None
         first_table: str | None = None
@@ -141,6 +142,7 @@ class LocksAccumulatedInTransaction(Rule):
                 if first is None:
                     # Name the lock held across, not another lock of the same statement.
                     first, first_table = holders[0][2], holders[0][0]
+                later_tables.add(step.table)
                 if reason not in reasons:
                     reasons.append(reason)
                     if step.rows is not None:
@@ -162,5 +164,10 @@ class LocksAccumulatedInTransaction(Rule):
             table=table,
             later=", ".join(reasons),
             size=size_text(size_rows),
-            details=details(rows=size_rows, held_table=table, later=tuple(reasons)),
+            details=details(
+                rows=size_rows,
+                held_table=table,
+                later=tuple(reasons),
+                tables=tuple(sorted({table} | later_tables)),
+            ),
         )
