@@ -229,9 +229,8 @@ class LiveModelsInDataMigration(Rule):
     are live models as well. Imports that reach no model query stay silent: constants and
     choices (``Order.Status.PAID``), the model's ``_meta`` (a table name), helpers,
     ``django.db.models``, imports used only outside the ``RunPython`` functions, and a
-    name the function assigns itself
-    (``User = apps.get_model("auth", "User")``). The finding points at the import or
-    assignment line.
+    name the function assigns itself (``User = apps.get_model("auth", "User")``). The
+    finding points at the import or assignment line.
 
     Why it breaks production
     ------------------------
