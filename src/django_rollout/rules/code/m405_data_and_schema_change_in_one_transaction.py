@@ -19,7 +19,7 @@ from django_rollout.graph.model import ModelKey, ModelView, column_name, related
 from django_rollout.graph.runsql import SqlAction, parse_sql_safe
 from django_rollout.graph.source import function_source
 from django_rollout.rules.base import Rule
-from django_rollout.rules.locks._columns import db_differs
+from django_rollout.rules.locks._columns import comment_altered, db_differs
 from django_rollout.vendors.base import StatementKind
 
 K = StatementKind
@@ -258,7 +258,7 @@ def _alter_field_checks(
         return True
     if column_name(op.name, old) != column_name(op.name, op.field):
         return _constrained_fk(old)
-    return not old.many_to_many and old.db_comment != op.field.db_comment
+    return comment_altered(old, op.field)
 
 
 def _fired(

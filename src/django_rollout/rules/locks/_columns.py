@@ -153,6 +153,13 @@ def _non_db_attrs(field: models.Field[Any, Any]) -> frozenset[str]:
     return frozenset(getattr(field, "non_db_attrs", models.Field.non_db_attrs)) | _ALSO_NON_DB
 
 
+def comment_altered(old: models.Field[Any, Any], new: models.Field[Any, Any]) -> bool:
+    """Return True when the column's comment changes: on PostgreSQL Django sends it with an
+    ``ALTER COLUMN ... TYPE`` of the same type (ACCESS EXCLUSIVE, checked for pending
+    trigger events) before its ``COMMENT ON``, though ``db_differs`` leaves it out."""
+    return not old.many_to_many and old.db_comment != new.db_comment
+
+
 def db_differs(
     old: models.Field[Any, Any],
     new: models.Field[Any, Any],

@@ -28,6 +28,7 @@ from django_rollout.graph.model import (
 )
 from django_rollout.graph.runsql import SqlAction, parse_sql_safe
 from django_rollout.rules.locks._columns import (
+    comment_altered,
     db_check,
     db_differs,
     db_type,
@@ -278,8 +279,7 @@ def _alter_field(b: _Builder, op: migrations.AlterField) -> None:
     if old is None or old.many_to_many or new.many_to_many:
         return
     changed = db_differs(old, new, name, b.ctx.same_target_table(old, new))
-    # PostgreSQL: Django sends a new comment with an ALTER COLUMN ... TYPE of the same type.
-    comment = b.unit.vendor == "postgresql" and old.db_comment != new.db_comment
+    comment = b.unit.vendor == "postgresql" and comment_altered(old, new)
     if not changed and not comment:
         return
     column = column_name(name, new)
