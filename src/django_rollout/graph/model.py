@@ -56,6 +56,18 @@ def has_db_default(field: models.Field[Any, Any]) -> bool:
     return getattr(field, "db_default", models.NOT_PROVIDED) is not models.NOT_PROVIDED
 
 
+def db_default_fills(field: models.Field[Any, Any]) -> bool:
+    """Return True when the column has a database default other than NULL.
+
+    ``db_default=None`` is a ``DEFAULT NULL``: rows inserted without the column, and the
+    rows an ``AddField`` or a NOT NULL backfill fills, get NULL from it.
+    """
+    if not has_db_default(field):
+        return False
+    value = field.db_default
+    return value is not None and not (isinstance(value, models.Value) and value.value is None)
+
+
 def has_python_default(field: models.Field[Any, Any]) -> bool:
     return field.default is not models.NOT_PROVIDED
 

@@ -113,6 +113,14 @@ def test_ignores_unique_on_new_column_with_per_row_db_default() -> None:
     assert fired([unique("stamp")], s0(), unit_before=unit_before) == set()
 
 
+@pytest.mark.parametrize("default", [None, models.Value(None)], ids=["none", "value_none"])
+def test_ignores_unique_on_new_nullable_column_with_a_null_db_default(default: Any) -> None:
+    # DEFAULT NULL: the old release's rows all get NULL, and NULLs never collide.
+    field = models.IntegerField(null=True, db_default=default)
+    unit_before = [[migrations.AddField("product", "code", field)]]
+    assert fired([unique("code")], s0(), unit_before=unit_before) == set()
+
+
 def test_ignores_check_only_on_column_added_in_unit() -> None:
     unit_before = [[migrations.AddField("product", "weight", models.IntegerField(null=True))]]
     assert fired([check(models.Q(weight__gte=0))], s0(), unit_before=unit_before) == set()
@@ -214,8 +222,9 @@ def test_flags_expression_unique_even_if_the_plain_column_was_unique() -> None:
         models.DateTimeField(null=True),
         models.ForeignKey("shop.category", models.SET_NULL, null=True, related_name="+"),
         models.CharField(max_length=12, null=True, default=None),
+        models.CharField(max_length=12, null=True, db_default=None),
     ],
-    ids=["char", "datetime", "foreign_key", "default-none"],
+    ids=["char", "datetime", "foreign_key", "default-none", "db-default-none"],
 )
 def test_ignores_unique_over_column_the_old_model_leaves_null(field: Any) -> None:
     # The three-step recipe: added nullable, backfilled, then made unique.

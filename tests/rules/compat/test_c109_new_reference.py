@@ -216,8 +216,15 @@ def test_informs_on_a_new_model_its_rows_come_only_from_the_new_release(kind: st
         lambda: models.ForeignKey("shop.category", models.SET_NULL, null=True, default=None),
         lambda: models.OneToOneField("shop.category", models.CASCADE, null=True),
         lambda: models.ManyToManyField("shop.category"),
+        lambda: models.ForeignKey("shop.category", models.CASCADE, null=True, db_default=None),
     ],
-    ids=["nullable_fk", "nullable_fk_default_none", "nullable_one_to_one", "many_to_many"],
+    ids=[
+        "nullable_fk",
+        "nullable_fk_default_none",
+        "nullable_one_to_one",
+        "many_to_many",
+        "nullable_fk_db_default_none",
+    ],
 )
 def test_informs_on_a_new_column_existing_rows_hold_null_in(
     field: Callable[[], models.Field[Any, Any]],

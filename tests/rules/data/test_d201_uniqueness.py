@@ -6,10 +6,13 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+import psycopg
 import pytest
+from _sql import django_sql, pg_schema
 from django.contrib.postgres.functions import RandomUUID
 from django.db import migrations, models
 from django.db.migrations.operations.base import Operation
+from django.db.migrations.state import ProjectState
 from django.db.models.functions import Lower, Now
 
 from django_rollout.findings import Finding, Severity
@@ -100,6 +103,11 @@ SAFE_ADDED: dict[str, Callable[[], models.Field[Any, Any]]] = {
         max_length=20, null=True, blank=True, unique=True
     ),
     "volatile_db_default": lambda: models.UUIDField(db_default=RandomUUID(), unique=True),
+    # DEFAULT NULL: every row gets NULL, and NULLs are distinct.
+    "nullable_db_default_none": lambda: models.UUIDField(null=True, db_default=None, unique=True),
+    "nullable_db_default_value_none": lambda: models.UUIDField(
+        null=True, db_default=models.Value(None), unique=True
+    ),
     "not_unique_with_default": lambda: models.UUIDField(default=uuid.uuid4),
     "nullable_foreign_key_one_to_one": lambda: models.OneToOneField(
         "shop.Customer", models.CASCADE, null=True, related_name="+"
@@ -112,6 +120,37 @@ def test_ignores_added_column_whose_rows_cannot_collide(
     make: Callable[[], models.Field[Any, Any]],
 ) -> None:
     assert findings([migrations.AddField("customer", "token", make())], customer()) == []
+
+
+ON_POSTGRESQL = {
+    **{name: (make, True) for name, make in CONSTANT_UNIQUE.items()},
+    **{name: (make, False) for name, make in SAFE_ADDED.items()},
+}
+
+
+@pytest.mark.parametrize("case", ON_POSTGRESQL.values(), ids=ON_POSTGRESQL.keys())
+def test_flags_exactly_the_added_columns_postgresql_refuses_over_two_rows(
+    case: tuple[Callable[[], models.Field[Any, Any]], bool],
+) -> None:
+    make, fails = case
+    op = migrations.AddField("customer", "token", make())
+    assert bool(findings([op], customer())) is fails
+    state = ProjectState()
+    with pg_schema() as pg:
+        pg.execute("CREATE EXTENSION IF NOT EXISTS pgcrypto SCHEMA public")
+        pg.execute("SET search_path = " + pg.execute("SHOW search_path").fetchone()[0] + ", public")
+        for statement in django_sql(customer(), state):
+            pg.execute(statement)
+        pg.execute("INSERT INTO shop_customer (email, code) VALUES ('a@x', 'a'), ('b@x', 'b')")
+        statements = django_sql([migrations.AddField("customer", "token", make())], state)
+        if not fails:
+            with pg.transaction():
+                for statement in statements:
+                    pg.execute(statement)
+            return
+        with pytest.raises(psycopg.errors.UniqueViolation), pg.transaction():
+            for statement in statements:
+                pg.execute(statement)
 
 
 def test_ignores_unique_column_on_table_created_in_the_unit() -> None:

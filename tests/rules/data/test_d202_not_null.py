@@ -86,6 +86,38 @@ def test_flags_explicit_none_default() -> None:
     assert finding.rule == "D202"
 
 
+@pytest.mark.parametrize(
+    ("options", "fails"),
+    [
+        ({}, True),
+        ({"default": None}, True),
+        ({"db_default": None}, True),
+        ({"db_default": models.Value(None)}, True),
+        ({"default": 0}, False),
+        ({"db_default": 0}, False),
+    ],
+    ids=["none", "default_none", "db_default_none", "db_default_value_none", "default", "db_default"],
+)
+def test_postgresql_refuses_exactly_the_not_null_alterations_flagged(
+    options: dict[str, Any], fails: bool
+) -> None:
+    assert bool(findings([not_null("integer", **options)], deployed("integer"))) is fails
+    state = ProjectState()
+    with pg_schema() as pg:
+        for statement in django_sql(deployed("integer"), state):
+            pg.execute(statement)
+        pg.execute("INSERT INTO shop_product (value) VALUES (NULL), (1)")
+        statements = django_sql([not_null("integer", **options)], state)
+        try:
+            with pg.transaction():
+                for statement in statements:
+                    pg.execute(statement)
+        except psycopg.errors.NotNullViolation:
+            assert fails
+        else:
+            assert not fails
+
+
 def test_ignores_column_already_not_null_in_s0() -> None:
     before = [
         migrations.CreateModel(
@@ -320,6 +352,7 @@ ADDED_FIRES: dict[str, models.Field[Any, Any]] = {
     "foreign key": models.ForeignKey("shop.Category", models.PROTECT),
     "char without blank": models.CharField(max_length=30),
     "explicit None default": models.IntegerField(default=None),
+    "db_default None": models.IntegerField(db_default=None),
     "uuid": models.UUIDField(),
 }
 ADDED_SILENT: dict[str, models.Field[Any, Any]] = {

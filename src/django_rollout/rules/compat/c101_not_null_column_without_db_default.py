@@ -9,13 +9,13 @@ from django.db import migrations, models
 
 from django_rollout.findings import Finding, Severity
 from django_rollout.graph.context import OperationContext
-from django_rollout.graph.model import column_name, has_db_default
+from django_rollout.graph.model import column_name, db_default_fills
 from django_rollout.rules.base import Rule
 
 
 def stores_required_value(field: models.Field[Any, Any]) -> bool:
     """Return True for a field with a NOT NULL column and no database-side default."""
-    if field.many_to_many or field.null or has_db_default(field):
+    if field.many_to_many or field.null or db_default_fills(field):
         return False
     if isinstance(field, models.GeneratedField):
         return False
@@ -29,7 +29,8 @@ class NotNullColumnWithoutDbDefault(Rule):
     ------------
     Flags a column that the old release does not know about and that ends up NOT NULL without a
     database default (``db_default``): added NOT NULL directly, or added nullable and made NOT
-    NULL later in the same deploy unit.
+    NULL later in the same deploy unit. ``db_default=None`` is a ``DEFAULT NULL`` and does not
+    count.
 
     Why it breaks production
     ------------------------

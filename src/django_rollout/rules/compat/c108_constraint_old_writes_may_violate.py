@@ -10,7 +10,7 @@ from django.db.models.expressions import Combinable
 
 from django_rollout.findings import Finding, Severity
 from django_rollout.graph.context import OperationContext
-from django_rollout.graph.model import ModelView, column_name, has_db_default
+from django_rollout.graph.model import ModelView, column_name, db_default_fills, has_db_default
 from django_rollout.rules.base import Rule
 from django_rollout.rules.compat._s0 import (
     backticked,
@@ -96,10 +96,10 @@ def leaves_null(field: models.Field[Any, Any], s0_field: models.Field[Any, Any] 
     model sends: NULL for a nullable field without any default.
     """
     if s0_field is None:
-        return bool(field.null) and not has_db_default(field)
+        return bool(field.null) and not db_default_fills(field)
     return (
         bool(s0_field.null)
-        and not has_db_default(s0_field)
+        and not db_default_fills(s0_field)
         and s0_field.default in (models.NOT_PROVIDED, None)
     )
 

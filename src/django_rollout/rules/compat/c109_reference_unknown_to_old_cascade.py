@@ -14,11 +14,11 @@ from django_rollout.graph.model import (
     ModelKey,
     ModelView,
     column_name,
-    has_db_default,
     related_key,
 )
 from django_rollout.rules.base import Rule
 from django_rollout.rules.compat._s0 import is_auto_m2m, join_table, related_target
+from django_rollout.rules.data._schema import Fill, existing_fill
 
 # Django 6.1+ on_delete values that the database enforces (ON DELETE ... in the constraint):
 # the old release's deletes then cascade in the database, whatever its Collector knows.
@@ -195,7 +195,7 @@ class ReferenceUnknownToOldCascade(Rule):
             for name, field in op.fields:
                 yield from self._field(ctx, model, name, field, source_in_s0=False)
         elif isinstance(op, migrations.AddField):
-            filled = ctx.table_in_s0 and _fills_existing_rows(op.field)
+            filled = ctx.table_in_s0 and existing_fill(op.field).fill is not Fill.NULL
             yield from self._field(ctx, model, op.name, op.field, ctx.table_in_s0, filled)
         elif isinstance(op, migrations.AlterField):
             if not has_constraint(op.field):
@@ -265,10 +265,3 @@ class ReferenceUnknownToOldCascade(Rule):
         if target is None or stored is None:
             return
         yield Reference(model.db_table, stored, target, name, immediate)
-
-
-def _fills_existing_rows(field: models.Field[Any, Any]) -> bool:
-    """Return True when ``AddField`` gives every existing row a non-NULL value."""
-    if has_db_default(field):
-        return getattr(field, "db_default", None) is not None
-    return field.has_default() and field.default is not None

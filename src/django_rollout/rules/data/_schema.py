@@ -18,7 +18,13 @@ from django.db.models.fields import AutoFieldMixin
 
 from django_rollout.findings import Severity
 from django_rollout.graph.context import OperationContext, Unit
-from django_rollout.graph.model import ModelKey, ModelView, column_name, default_db_table
+from django_rollout.graph.model import (
+    ModelKey,
+    ModelView,
+    column_name,
+    db_default_fills,
+    default_db_table,
+)
 from django_rollout.graph.runsql import _NOT_VOLATILE, _VOLATILE, SqlAction, parse_sql_safe
 
 
@@ -76,6 +82,8 @@ def existing_fill(field: models.Field[Any, Any]) -> ExistingFill:
         return ExistingFill(Fill.DISTINCT)
     db_default = getattr(field, "db_default", models.NOT_PROVIDED)
     if db_default is not models.NOT_PROVIDED:
+        if not db_default_fills(field):
+            return ExistingFill(Fill.NULL)  # db_default=None: DEFAULT NULL
         fill = _expression_fill(db_default)
         return ExistingFill(fill, f"`db_default={db_default!r}`")
     if getattr(field, "generated", False):

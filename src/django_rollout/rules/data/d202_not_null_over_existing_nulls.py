@@ -9,7 +9,7 @@ from django.db import migrations, models
 
 from django_rollout.findings import Finding, Severity
 from django_rollout.graph.context import OperationContext
-from django_rollout.graph.model import has_db_default
+from django_rollout.graph.model import db_default_fills
 from django_rollout.rules.base import Rule
 from django_rollout.rules.data._schema import (
     Fill,
@@ -155,7 +155,7 @@ class NotNullOverExistingNulls(Rule):
         s0 = ctx.s0_field(op.name)
         if s0 is None or not s0.null:
             return
-        if has_db_default(new) or (new.has_default() and new.default is not None):
+        if db_default_fills(new) or (new.has_default() and new.default is not None):
             return  # Django runs UPDATE ... SET col = default WHERE col IS NULL first
         column = column_of(op.name, new)
         table = ctx.before.db_table
