@@ -258,6 +258,16 @@ def parse_db_type(db_type: str) -> DbType:
 
 _INTEGER_DIGITS = {"smallint": 5, "integer": 10, "bigint": 19}
 _TEXT = ("varchar", "char", "text", "citext")
+# The longest text form of a value, for types whose text form is bounded in every DateStyle:
+# "false", "-32768", "-2147483648", "-9223372036854775808", a UUID, "12/31/5874897 BC".
+_TEXT_FORM_LENGTH = {
+    "boolean": 5,
+    "smallint": 6,
+    "integer": 11,
+    "bigint": 20,
+    "uuid": 36,
+    "date": 16,
+}
 
 
 def narrows(old: DbType, new: DbType) -> bool:
@@ -268,6 +278,8 @@ def narrows(old: DbType, new: DbType) -> bool:
         return False  # every type has a text form
     if old.base in _TEXT and new.base in ("varchar", "char"):
         return old.length is None or new.length is None or new.length < old.length
+    if new.base == "varchar" and old.base in _TEXT_FORM_LENGTH:
+        return new.length is not None and new.length < _TEXT_FORM_LENGTH[old.base]
     if old.base in _INTEGER_DIGITS and new.base in _INTEGER_DIGITS:
         return _INTEGER_DIGITS[new.base] < _INTEGER_DIGITS[old.base]
     if old.base in _INTEGER_DIGITS and new.base == "numeric":
@@ -292,6 +304,7 @@ def narrows(old: DbType, new: DbType) -> bool:
         ("timestamptz", "timestamp"),
         ("cidr", "inet"),
         ("json", "jsonb"),
+        ("boolean", "integer"),  # false and true become 0 and 1 (PostgreSQL casts to int4 only)
     }
     if (old.base, new.base) in widening:
         return False

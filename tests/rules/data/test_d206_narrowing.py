@@ -5,9 +5,12 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import psycopg
 import pytest
+from _sql import django_sql, pg_schema
 from django.db import migrations, models
 from django.db.migrations.operations.base import Operation
+from django.db.migrations.state import ProjectState
 
 from django_rollout.findings import Finding, Severity
 from django_rollout.rules.registry import all_rules
@@ -199,3 +202,144 @@ def test_flags_text_to_integer_on_sqlite() -> None:
     old, new = NARROWING["text_to_integer"]
     op = migrations.AlterField("product", "value", new)
     assert [f.rule for f in findings([op], deployed(old), vendor="sqlite")] == ["D206"]
+
+
+# -- held against PostgreSQL running Django's SQL over an existing value ---------------------
+
+Case = tuple["models.Field[Any, Any]", "models.Field[Any, Any]", str, str]
+
+ON_POSTGRESQL: dict[str, Case] = {
+    # (old field, new field, an existing value, what PostgreSQL does with it)
+    "shorter_varchar": (
+        models.CharField(max_length=200),
+        models.CharField(max_length=120),
+        "'" + "x" * 150 + "'",
+        "fails",
+    ),
+    "email_to_shorter_char": (
+        models.EmailField(),
+        models.CharField(max_length=10),
+        "'" + "x" * 20 + "'",
+        "fails",
+    ),
+    "fewer_integer_digits": (
+        models.DecimalField(max_digits=7, decimal_places=2),
+        models.DecimalField(max_digits=7, decimal_places=4),
+        "12345.67",
+        "fails",
+    ),
+    "bigint_to_int": (models.BigIntegerField(), models.IntegerField(), "2199023255552", "fails"),
+    "text_to_integer": (models.CharField(max_length=5), models.IntegerField(), "'abc'", "fails"),
+    "boolean_to_smallint": (
+        models.BooleanField(),
+        models.SmallIntegerField(),
+        "true",
+        "fails",
+    ),
+    "text_to_varchar": (
+        models.TextField(),
+        models.CharField(max_length=255),
+        "'" + "x" * 300 + "'",
+        "cut",
+    ),
+    "char_to_shorter_slug": (
+        models.CharField(max_length=64),
+        models.SlugField(max_length=50),
+        "'" + "x" * 60 + "'",
+        "cut",
+    ),
+    "integer_to_short_varchar": (
+        models.IntegerField(),
+        models.CharField(max_length=3),
+        "12345",
+        "cut",
+    ),
+    "date_to_short_varchar": (
+        models.DateField(),
+        models.CharField(max_length=8),
+        "'2024-01-31'",
+        "cut",
+    ),
+    "fewer_decimal_places": (
+        models.DecimalField(max_digits=12, decimal_places=4),
+        models.DecimalField(max_digits=12, decimal_places=2),
+        "1.2345",
+        "rounded",
+    ),
+    "integer_to_boolean": (models.IntegerField(), models.BooleanField(), "5", "lossy"),
+    "datetime_to_date": (
+        models.DateTimeField(),
+        models.DateField(),
+        "'2024-01-31 13:00+00'",
+        "lossy",
+    ),
+    "boolean_to_integer": (models.BooleanField(), models.IntegerField(), "true", "kept"),
+    "date_to_varchar": (
+        models.DateField(),
+        models.CharField(max_length=50),
+        "'2024-01-31'",
+        "kept",
+    ),
+    "uuid_to_varchar": (
+        models.UUIDField(),
+        models.CharField(max_length=36),
+        "'6f1c3e2a-0b1d-4c5e-9f00-123456789abc'",
+        "kept",
+    ),
+    "bigint_to_varchar": (
+        models.BigIntegerField(),
+        models.CharField(max_length=20),
+        "-9223372036854775808",
+        "kept",
+    ),
+    "longer_varchar": (
+        models.CharField(max_length=100),
+        models.CharField(max_length=255),
+        "'" + "x" * 100 + "'",
+        "kept",
+    ),
+}
+
+MESSAGES = {
+    "fails": "fails the migration",
+    "cut": "an explicit cast that silently cuts every existing value longer than",
+    "rounded": "decimal places is silently rounded",
+    "lossy": "the conversion never fails, but",
+}
+
+
+@pytest.mark.parametrize("case", ON_POSTGRESQL.values(), ids=ON_POSTGRESQL.keys())
+def test_says_what_postgresql_does_with_the_existing_value(case: Case) -> None:
+    old, new, value, outcome = case
+    found = [
+        f
+        for f in findings([migrations.AlterField("product", "value", new.clone())], deployed(old))
+        if f.rule == "D206"
+    ]
+    if outcome == "kept":
+        assert found == []
+    else:
+        [finding] = found
+        assert MESSAGES[outcome] in finding.message, finding.message
+        assert all(MESSAGES[o] not in finding.message for o in MESSAGES if o != outcome)
+    state = ProjectState()
+    with pg_schema() as pg:
+        for statement in django_sql(deployed(old.clone()), state):
+            pg.execute(statement)
+        pg.execute(f"INSERT INTO shop_product (value) VALUES ({value})")
+        before = pg.execute("SELECT value::text FROM shop_product").fetchone()[0]
+        statements = django_sql([migrations.AlterField("product", "value", new.clone())], state)
+        try:
+            with pg.transaction():
+                for statement in statements:
+                    pg.execute(statement)
+        except psycopg.Error:
+            assert outcome == "fails"
+            return
+        assert outcome != "fails"
+        after = pg.execute("SELECT value::text FROM shop_product").fetchone()[0]
+        if outcome == "kept":
+            # The same value, in the new type's spelling.
+            assert after == before or (before, after) == ("true", "1"), (before, after)
+        else:
+            assert after != before, (before, after)  # cut, rounded, or made something else

@@ -196,6 +196,27 @@ def db_type(field: models.Field[Any, Any], name: str, unit: Unit) -> str | None:
     return None if result is None else str(result)
 
 
+def casts_explicitly(
+    old: models.Field[Any, Any], new: models.Field[Any, Any], name: str, unit: Unit
+) -> bool:
+    """Return True when Django's PostgreSQL ``AlterField`` converts with ``USING col::type``.
+
+    It does when the two fields' data types differ (``TextField`` to ``CharField``, even
+    ``CharField`` to ``SlugField``). That cast is explicit, and an explicit cast to
+    ``varchar(n)`` cuts longer values where an assignment fails with ``value too long``.
+    """
+    connection = unit.connection
+    if connection is None or connection.vendor != "postgresql":
+        return False
+    using = getattr(connection.schema_editor(collect_sql=True), "_using_sql", None)
+    if using is None:
+        return False
+    try:
+        return bool(using(_bound(new, name), _bound(old, name)))
+    except Exception:  # noqa: BLE001 - third-party fields may need a live connection
+        return False
+
+
 def db_check(field: models.Field[Any, Any], name: str, unit: Unit) -> str | None:
     """Return the CHECK Django puts on the column of ``field`` (PositiveIntegerField ...)."""
     if field.is_relation or field.many_to_many:

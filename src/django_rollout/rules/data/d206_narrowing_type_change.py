@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
-from django.db import migrations
+from django.db import migrations, models
 
 from django_rollout.findings import Finding, Severity
 from django_rollout.graph.context import OperationContext
 from django_rollout.rules.base import Rule
 from django_rollout.rules.data._schema import (
+    casts_explicitly,
     column_of,
     db_type,
     few_rows,
@@ -19,6 +21,7 @@ from django_rollout.rules.data._schema import (
     table_ref,
 )
 from django_rollout.vendors.base import StatementKind as K
+from django_rollout.vendors.base import parse_db_type
 
 
 class NarrowingTypeChange(Rule):
@@ -44,6 +47,11 @@ class NarrowingTypeChange(Rule):
     fit: ``value too long for type character varying(50)``, ``numeric field overflow``,
     ``integer out of range``, ``invalid input syntax for type integer``. The migration fails
     on production data only, and (for decimal places) values that fit are silently rounded.
+    Some narrowings never fail and lose data instead, and the message says so: where the
+    field's class changes (``TextField`` to ``CharField``, ``CharField`` to ``SlugField``, a
+    number to ``CharField``), Django converts with ``USING col::varchar(n)``, an explicit cast
+    that cuts longer values; ``integer`` to ``boolean`` turns every non-zero value into true;
+    a timestamp to ``date`` drops the time of day.
 
     Example
     -------
@@ -85,6 +93,19 @@ class NarrowingTypeChange(Rule):
         " that does not fit fails the migration (`value too long`, `numeric field overflow`,"
         " `out of range`, `invalid input syntax`){size}"
     )
+    cut_message = (
+        "`{table}`.`{column}` narrows from `{old_type}` to `{new_type}`: Django converts it"
+        " with `USING {column}::{new_type}`, an explicit cast that silently cuts every"
+        " existing value longer than {length} characters instead of failing{size}"
+    )
+    lossy_message = (
+        "`{table}`.`{column}` narrows from `{old_type}` to `{new_type}`: the conversion never"
+        " fails, but {loss}{size}"
+    )
+    round_message = (
+        "`{table}`.`{column}` narrows from `{old_type}` to `{new_type}`: every existing value"
+        " with more than {scale} decimal places is silently rounded{size}"
+    )
     json_message = (
         "`{table}`.`{column}` changes from `{old_type}` to `{new_type}`: an existing value"
         " that is not valid JSON (an empty string included) fails the migration (`invalid"
@@ -124,18 +145,46 @@ class NarrowingTypeChange(Rule):
         new_type = db_type(op.field, op.name, ctx.unit)
         if not self._narrows(ctx, old_type, new_type):
             return
+        assert old_type is not None and new_type is not None
         small = few_rows(ctx.unit, ctx.before.db_table, 0)
         json = _to_json(old_type, new_type)
+        silent = None if json else self._silent(ctx, old, op.field, op.name, old_type, new_type)
         yield self.finding(
             ctx,
             severity=Severity.INFO if json else graded(self.severity, small),
-            message=self.json_message if json else None,
+            message=self.json_message if json else silent,
             field=op.name,
             column=column_of(op.name, op.field),
             old_type=old_type,
             new_type=new_type,
             size=size_note(small),
+            length=parse_db_type(new_type).length,
+            scale=parse_db_type(new_type).scale,
         )
+
+    def _silent(
+        self,
+        ctx: OperationContext,
+        old: models.Field[Any, Any],
+        new: models.Field[Any, Any],
+        name: str,
+        old_type: str,
+        new_type: str,
+    ) -> str | None:
+        """Return the message for a narrowing PostgreSQL carries out without an error."""
+        if ctx.unit.vendor != "postgresql":
+            return None
+        before, after = parse_db_type(old_type), parse_db_type(new_type)
+        if after.base in ("varchar", "char") and after.length is not None:
+            return self.cut_message if casts_explicitly(old, new, name, ctx.unit) else None
+        loss = _LOSSY_CASTS.get((before.base, after.base))
+        if loss is not None:
+            return self.lossy_message.replace("{loss}", loss)
+        if before.base == after.base == "numeric" and after.precision is not None:
+            digits = (before.precision or 0) - (before.scale or 0)
+            if before.precision is not None and after.precision - (after.scale or 0) >= digits:
+                return self.round_message  # only decimal places are lost
+        return None
 
     @staticmethod
     def _narrows(ctx: OperationContext, old_type: str | None, new_type: str | None) -> bool:
@@ -171,6 +220,14 @@ class NarrowingTypeChange(Rule):
                     model=ref.now.name,
                     size=size_note(small),
                 )
+
+
+# Casts PostgreSQL always carries out, losing information (``USING col::type``).
+_LOSSY_CASTS = {
+    ("integer", "boolean"): "every value other than 0 becomes true",
+    ("timestamp", "date"): "the time of day of every value is dropped",
+    ("timestamptz", "date"): "the time of day of every value is dropped",
+}
 
 
 def _to_json(old_type: str | None, new_type: str | None) -> bool:
