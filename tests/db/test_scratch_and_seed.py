@@ -790,3 +790,81 @@ def test_only_a_relation_the_orm_carries_out_makes_a_delete_violation_a_race() -
     # DO_NOTHING leaves the rows to the database: its refusal is news (C109's kind).
     loose_category = loose.apps.get_model("seedapp", "Category")
     assert not _handled_on_delete(loose_category, "seedapp_product", known)
+
+
+class DelimitedList(models.TextField):  # type: ignore[type-arg]
+    """A text column holding a list, refusing a plain string (as django-pretix's
+    MultiStringField does): its own ``to_python`` makes the list."""
+
+    def to_python(self, value: Any) -> Any:
+        return value if isinstance(value, list) else [v for v in str(value).split(",") if v]
+
+    def get_prep_value(self, value: Any) -> Any:
+        if value is None:
+            return None
+        if not isinstance(value, list):
+            raise TypeError("Invalid data type passed.")
+        return ",".join(value)
+
+
+class Refusing(models.TextField):  # type: ignore[type-arg]
+    """A field whose every value is refused before any SQL."""
+
+    def get_prep_value(self, value: Any) -> Any:
+        if value is None:
+            return None
+        raise ValueError("not for synthetic rows")
+
+
+def _apps(*models_: tuple[str, list[tuple[str, models.Field[Any, Any]]]]) -> Any:
+    project = ProjectState()
+    for name, fields in models_:
+        migrations.CreateModel(
+            name, [("id", models.BigAutoField(primary_key=True)), *fields]
+        ).state_forwards("seedapp", project)
+    return project.apps
+
+
+def test_a_custom_field_gets_its_own_python_form_of_the_value() -> None:
+    apps = _apps(
+        ("Listing", [("tags", DelimitedList())]),
+        ("Maybe", [("note", Refusing(null=True)), ("body", models.TextField())]),
+        ("Never", [("note", Refusing())]),
+    )
+    with scratch_database(SOURCE) as scratch:
+        with connections[scratch.alias].schema_editor() as editor:
+            for model in apps.get_models():
+                editor.create_model(model)
+        result = top_up(apps, scratch.alias, 3)
+        with connections[scratch.alias].cursor() as cursor:
+            cursor.execute("SELECT tags FROM seedapp_listing")
+            stored = [row[0] for row in cursor.fetchall()]
+            cursor.execute("SELECT count(*), count(note) FROM seedapp_maybe")
+            maybe = cursor.fetchone()
+    assert result.inserted == {"seedapp_listing": 3, "seedapp_maybe": 3}
+    assert len(stored) == 3 and all(isinstance(s, str) and s for s in stored)
+    assert maybe == (3, 0)  # NULL where the field refuses every value but may be NULL
+    assert result.skipped == {"seedapp_never": "`note`: Refusing refuses every synthetic value"}
+
+
+def test_a_model_the_database_refuses_is_skipped_and_the_others_are_seeded() -> None:
+    from django.db import transaction
+
+    apps = _apps(
+        ("Guarded", [("label", models.CharField(max_length=20))]),
+        ("Open", [("label", models.CharField(max_length=20))]),
+    )
+    with scratch_database(SOURCE) as scratch:
+        with connections[scratch.alias].schema_editor() as editor:
+            for model in apps.get_models():
+                editor.create_model(model)
+        with connections[scratch.alias].cursor() as cursor:
+            cursor.execute("ALTER TABLE seedapp_guarded ADD CONSTRAINT never CHECK (false)")
+        # Inside a transaction too: the refused model must not abort the others' inserts.
+        with transaction.atomic(using=scratch.alias):
+            result = top_up(apps, scratch.alias, 3)
+            Open = apps.get_model("seedapp", "Open")
+            assert Open.objects.using(scratch.alias).count() == 3
+    assert result.inserted == {"seedapp_open": 3}
+    assert result.skipped["seedapp_guarded"].startswith("IntegrityError: ")
+    assert 'violates check constraint "never"' in result.skipped["seedapp_guarded"]

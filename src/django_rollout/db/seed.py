@@ -22,7 +22,8 @@ from dataclasses import dataclass, field
 from graphlib import CycleError, TopologicalSorter
 from typing import Any
 
-from django.db import models
+from django.core.exceptions import ValidationError
+from django.db import DatabaseError, connections, models, transaction
 from django.db.models.fields import NOT_PROVIDED
 
 BATCH = 500
@@ -64,9 +65,16 @@ def top_up(
             continue
         wanted = rows if isinstance(rows, int) else rows.get(table, 0)
         try:
-            inserted = _fill(model, alias, wanted)
+            # One model's rows all or none: a refused batch must not abort the others.
+            with transaction.atomic(using=alias):
+                inserted = _fill(model, alias, wanted)
         except _Unfillable as reason:
             result.skipped[table] = str(reason)
+            continue
+        except (DatabaseError, TypeError, ValueError, ValidationError) as exc:
+            # A custom field or a database rule this module cannot satisfy: say which.
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            result.skipped[table] = f"{type(exc).__name__}: {first}".rstrip(": ")
             continue
         if inserted:
             result.inserted[table] = inserted
@@ -153,11 +161,20 @@ def _fill(model: type[models.Model], alias: str, rows: int) -> int:
     i = max([existing, *(p._base_manager.db_manager(alias).count() for p in parents)])
     attempts = 0
     relations = {f.name: k for k, f in enumerate(f for f in fields if f.is_relation)}
+    adapt: dict[str, Callable[[Any], Any]] = {}
+    connection = connections[alias]
     while existing + made < rows and attempts < 3 * rows:
         attempts += 1
         values = {
             f.attname: _value(f, i, targets.get(f.name), relations.get(f.name, 0)) for f in fields
         }
+        for f in fields:
+            value = values[f.attname]
+            if value is None or value is NOT_PROVIDED or value is _SKIP:
+                continue
+            if f.attname not in adapt:
+                adapt[f.attname] = _adapter(f, value, connection)
+            values[f.attname] = adapt[f.attname](value)
         i += 1
         if any(v is _SKIP for v in values.values()):
             continue
@@ -176,6 +193,40 @@ def _fill(model: type[models.Model], alias: str, rows: int) -> int:
     if batch:
         _insert(manager, batch, alias, inherited=bool(parents))
     return made
+
+
+def _as_is(value: Any) -> Any:
+    return value
+
+
+def _adapter(f: models.Field[Any, Any], value: Any, connection: Any) -> Callable[[Any], Any]:
+    """How to turn this module's values for ``f`` into ones the field accepts.
+
+    A custom field may refuse a plain value of its column's type (a text field that stores
+    a list and raises ``TypeError`` for a string): its own ``to_python`` turns the value
+    into its Python type; failing that, its default, or NULL where it may be NULL.
+    """
+
+    def accepted(candidate: Any) -> bool:
+        try:
+            f.get_db_prep_save(candidate, connection=connection)
+        except Exception:  # noqa: BLE001 - any refusal of a third-party field
+            return False
+        return True
+
+    if accepted(value):
+        return _as_is
+    try:
+        converted = f.to_python(value)
+    except Exception:  # noqa: BLE001
+        converted = _SKIP
+    if converted is not _SKIP and accepted(converted):
+        return f.to_python
+    if f.has_default() and accepted(f.get_default()):
+        return lambda _value: f.get_default()
+    if f.null:
+        return lambda _value: None
+    raise _Unfillable(f"`{f.name}`: {type(f).__name__} refuses every synthetic value")
 
 
 def _insert(manager: Any, batch: list[models.Model], alias: str, inherited: bool) -> None:
