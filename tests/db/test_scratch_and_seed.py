@@ -841,6 +841,12 @@ def test_a_custom_field_gets_its_own_python_form_of_the_value() -> None:
             stored = [row[0] for row in cursor.fetchall()]
             cursor.execute("SELECT count(*), count(note) FROM seedapp_maybe")
             maybe = cursor.fetchone()
+        # The traffic's new rows too.
+        from django_rollout.db.seed import new_row
+
+        made = new_row(apps.get_model("seedapp", "Listing"), scratch.alias, 10)
+        assert made is not None and isinstance(made.tags, list)
+        made.save(using=scratch.alias, force_insert=True)
     assert result.inserted == {"seedapp_listing": 3, "seedapp_maybe": 3}
     assert len(stored) == 3 and all(isinstance(s, str) and s for s in stored)
     assert maybe == (3, 0)  # NULL where the field refuses every value but may be NULL

@@ -170,7 +170,7 @@ def _fill(model: type[models.Model], alias: str, rows: int) -> int:
         }
         for f in fields:
             value = values[f.attname]
-            if value is None or value is NOT_PROVIDED or value is _SKIP:
+            if value is None or value is NOT_PROVIDED or value is _SKIP or _builtin(f):
                 continue
             if f.attname not in adapt:
                 adapt[f.attname] = _adapter(f, value, connection)
@@ -197,6 +197,21 @@ def _fill(model: type[models.Model], alias: str, rows: int) -> int:
 
 def _as_is(value: Any) -> Any:
     return value
+
+
+def _builtin(f: models.Field[Any, Any]) -> bool:
+    """Django's own fields take the values this module makes for their types."""
+    return type(f).__module__.startswith("django.")
+
+
+def _accepted(f: models.Field[Any, Any], value: Any, connection: Any) -> Any:
+    """``value``, or the form of it a custom field accepts (see ``_adapter``)."""
+    if value is None or _builtin(f):
+        return value
+    try:
+        return _adapter(f, value, connection)(value)
+    except _Unfillable:
+        return value  # the insert reports the field's refusal
 
 
 def _adapter(f: models.Field[Any, Any], value: Any, connection: Any) -> Callable[[Any], Any]:
@@ -428,7 +443,7 @@ def new_row(
         if f.has_default() and not f.primary_key and not callable(f.default)
     }
     for attempt in range(attempts):
-        values = _new_values(fields, n + attempt * 7919, targets, minimal)
+        values = _new_values(fields, n + attempt * 7919, targets, minimal, connections[alias])
         if values is None:
             return None
         if not _taken(values, checks, defaults):
@@ -442,7 +457,7 @@ def new_row(
             return None
         target.save(using=alias, force_insert=True)
         targets[f.name] = [getattr(target, f.target_field.attname)]  # type: ignore[attr-defined]
-    values = _new_values(fields, n, targets, minimal)
+    values = _new_values(fields, n, targets, minimal, connections[alias])
     if values is None or _taken(values, checks, defaults):
         return None
     return model(**values)
@@ -476,6 +491,7 @@ def _new_values(
     n: int,
     targets: dict[str, list[Any]],
     minimal: bool,
+    connection: Any,
 ) -> dict[str, Any] | None:
     values: dict[str, Any] = {}
     for k, f in enumerate(fields):
@@ -496,5 +512,5 @@ def _new_values(
         if value is _SKIP:
             return None
         if value is not NOT_PROVIDED:
-            values[f.attname] = value
+            values[f.attname] = _accepted(f, value, connection)
     return values
