@@ -164,6 +164,19 @@ def test_flags_rewrite_of_a_field_under_a_constraint(
     assert [f.rule for f in findings([run(code)], customer(**options))] == ["D207"]
 
 
+@pytest.mark.parametrize(
+    ("options", "shown"),
+    [
+        ({"unique_together": {("code", "region")}}, "part of the unique key (`code`, `region`)"),
+        ({"constraints": [models.UniqueConstraint(Lower("code"), name="c")]}, "unique"),
+    ],
+    ids=["together", "expression"],
+)
+def test_names_the_key_a_column_is_unique_in(options: dict[str, Any], shown: str) -> None:
+    [finding] = findings([run(upper_codes)], customer(**options))
+    assert f"`shop_customer`.`code`, which is {shown}:" in finding.message
+
+
 # -- silent -------------------------------------------------------------------------------
 
 
@@ -275,3 +288,16 @@ def test_flags_runsql_rewrite_of_a_unique_column(sql: str) -> None:
 )
 def test_ignores_runsql_that_cannot_collide(sql: str) -> None:
     assert findings([migrations.RunSQL(sql)], customer()) == []
+
+
+def test_names_the_key_of_a_runsql_backfill_of_part_of_it() -> None:
+    # django-pretix's 0303 shape: a column new to a unique key, backfilled where NULL.
+    sql = migrations.RunSQL(
+        "UPDATE shop_customer SET region = (SELECT upper(c.code) FROM shop_customer c"
+        " WHERE c.id = shop_customer.id) WHERE shop_customer.region IS NULL",
+        migrations.RunSQL.noop,
+    )
+    [finding] = findings([sql], customer(unique_together={("code", "region")}))
+    assert "`shop_customer`.`region`, which is part of the unique key (`region`, `code`)" in (
+        finding.message
+    )

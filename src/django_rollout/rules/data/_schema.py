@@ -158,6 +158,20 @@ def unique_sets(model: ModelView | None) -> list[UniqueSet]:
     return sets
 
 
+def unique_shown(model: ModelView, name: str) -> str:
+    """How a message names the uniqueness of field ``name``: ``unique`` when it is unique on
+    its own, else the smallest key it takes part in."""
+    sets = [s for s in unique_sets(model) if name in s.fields]
+    if not sets or any(s.fields == {name} for s in sets):
+        return "unique"
+    key = min(sets, key=lambda s: (len(s.fields), sorted(s.fields)))
+    names = [name, *sorted(key.fields - {name})]
+    columns = ", ".join(
+        f"`{column_of(n, model.fields[n]) if n in model.fields else n}`" for n in names
+    )
+    return f"part of the unique key ({columns})"
+
+
 def already_unique(model: ModelView | None, fields: Iterable[str]) -> bool:
     """Return True when some exact unique set of ``model`` lies within ``fields``."""
     wanted = frozenset(fields)

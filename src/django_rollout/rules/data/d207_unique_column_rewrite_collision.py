@@ -19,6 +19,7 @@ from django_rollout.rules.data._schema import (
     size_note,
     table_ref,
     unique_fields,
+    unique_shown,
     update_rewrites,
 )
 from django_rollout.vendors.base import StatementKind as K
@@ -96,7 +97,7 @@ class UniqueColumnRewriteCollision(Rule):
     name = "unique-column-rewrite-collision"
     severity = Severity.WARNING
     message = (
-        "`{call}` rewrites `{table}`.`{column}`, which is unique: values that were distinct"
+        "`{call}` rewrites `{table}`.`{column}`, which is {unique}: values that were distinct"
         " may become equal and the migration fails halfway with `duplicate key value violates"
         " unique constraint`{size}"
     )
@@ -146,6 +147,7 @@ class UniqueColumnRewriteCollision(Rule):
                 call=rewrite.call,
                 field=rewrite.field,
                 column=column_of(rewrite.field, field),
+                unique=unique_shown(model, rewrite.field),
                 model=model.name,
                 table=model.db_table,
                 size=size_note(small),
@@ -172,6 +174,7 @@ class UniqueColumnRewriteCollision(Rule):
                     call=call if len(call) <= 60 else call[:57] + "...",
                     field=name,
                     column=column,
+                    unique=unique_shown(ref.now, name),
                     model=ref.now.name,
                     table=ref.now.db_table,
                     size=size_note(small),
