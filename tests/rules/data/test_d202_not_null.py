@@ -96,7 +96,14 @@ def test_flags_explicit_none_default() -> None:
         ({"default": 0}, False),
         ({"db_default": 0}, False),
     ],
-    ids=["none", "default_none", "db_default_none", "db_default_value_none", "default", "db_default"],
+    ids=[
+        "none",
+        "default_none",
+        "db_default_none",
+        "db_default_value_none",
+        "default",
+        "db_default",
+    ],
 )
 def test_postgresql_refuses_exactly_the_not_null_alterations_flagged(
     options: dict[str, Any], fails: bool
@@ -440,3 +447,72 @@ def test_postgresql_refuses_exactly_the_added_columns_flagged(
         assert f'column "{column}" of relation "shop_product" contains null values' in str(
             error.value
         )
+
+
+# -- a NOT NULL column added after a data step empties the table ---------------------------
+
+
+def delete_every_product(apps: Any, schema_editor: Any) -> None:
+    Product = apps.get_model("shop", "Product")
+    Product.objects.all().delete()
+
+
+def delete_some_products(apps: Any, schema_editor: Any) -> None:
+    Product = apps.get_model("shop", "Product")
+    Product.objects.filter(value__isnull=True).delete()
+
+
+def delete_every_category(apps: Any, schema_editor: Any) -> None:
+    apps.get_model("shop", "Category").objects.all().delete()
+
+
+EMPTIED: dict[str, Operation] = {
+    "runpython_all_delete": migrations.RunPython(delete_every_product),
+    "runsql_delete": migrations.RunSQL("DELETE FROM shop_product", migrations.RunSQL.noop),
+    "runsql_truncate": migrations.RunSQL("TRUNCATE shop_product", migrations.RunSQL.noop),
+}
+NOT_EMPTIED: dict[str, Operation] = {
+    "runpython_filtered_delete": migrations.RunPython(delete_some_products),
+    "runpython_other_table": migrations.RunPython(delete_every_category),
+    "runsql_delete_where": migrations.RunSQL(
+        "DELETE FROM shop_product WHERE value IS NULL", migrations.RunSQL.noop
+    ),
+}
+
+
+@pytest.mark.parametrize("step", EMPTIED.values(), ids=EMPTIED.keys())
+def test_added_column_is_info_after_an_earlier_step_empties_the_table(step: Operation) -> None:
+    # django-pretix's 0031 squash: CachedTicket.objects.all().delete(), then a required FK.
+    found = findings([step, added(models.IntegerField())], deployed("integer"))
+    [finding] = [f for f in found if f.rule == "D202"]
+    assert finding.severity is Severity.INFO
+    assert "deletes them all" in finding.message
+
+
+@pytest.mark.parametrize("step", NOT_EMPTIED.values(), ids=NOT_EMPTIED.keys())
+def test_added_column_stays_an_error_when_rows_may_remain(step: Operation) -> None:
+    found = findings([step, added(models.IntegerField())], deployed("integer"))
+    assert [(f.rule, f.severity) for f in found if f.rule == "D202"] == [("D202", Severity.ERROR)]
+
+
+def test_added_column_after_a_delete_in_an_earlier_migration_stays_an_error() -> None:
+    # Each migration commits: the old release refills the table in between.
+    found = findings(
+        [added(models.IntegerField())],
+        deployed("integer"),
+        unit_before=[[EMPTIED["runpython_all_delete"]]],
+    )
+    assert [(f.rule, f.severity) for f in found] == [("D202", Severity.ERROR)]
+
+
+def test_postgresql_accepts_the_column_after_the_delete_in_one_transaction() -> None:
+    state = ProjectState()
+    with pg_schema() as pg:
+        for statement in django_sql(deployed("integer"), state):
+            pg.execute(statement)
+        pg.execute("INSERT INTO shop_product (value) VALUES (1), (NULL)")
+        statements = django_sql([EMPTIED["runsql_delete"], added(models.IntegerField())], state)
+        with pg.transaction():
+            for statement in statements:
+                pg.execute(statement)
+        assert pg.execute("SELECT count(*) FROM shop_product").fetchone() == (0,)

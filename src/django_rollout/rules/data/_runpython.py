@@ -103,6 +103,8 @@ class CodeFacts:
     # Fields written into rows already in the table (``update(f=...)``, ``obj.f = ...`` then
     # ``save()``/``bulk_update``), per model; ANY_FIELD when the code may write any of them.
     written: dict[ModelKey, set[str]] = field(default_factory=dict)
+    # Models whose every row the code deletes (``Model.objects.all().delete()``).
+    emptied: set[ModelKey] = field(default_factory=set)
 
 
 def _text(node: ast.AST, constants: Mapping[str, str]) -> str | None:
@@ -152,6 +154,25 @@ def _root(node: ast.AST) -> ast.AST:
             node = node.value
         else:
             return node
+
+
+def _unfiltered(node: ast.AST) -> bool:
+    """Return True when a queryset chain selects every row: ``X.objects.all()``, and
+    ``filter()``/``exclude()`` without conditions."""
+    while isinstance(node, ast.Attribute | ast.Call | ast.Subscript):
+        if isinstance(node, ast.Subscript):
+            return False  # a slice
+        if isinstance(node, ast.Call):
+            if not isinstance(node.func, ast.Attribute):
+                return False
+            if node.func.attr == "all" or (
+                node.func.attr in ("filter", "exclude") and not node.args and not node.keywords
+            ):
+                node = node.func.value
+                continue
+            return False
+        node = node.value
+    return True
 
 
 def _chain_has(node: ast.AST, names: frozenset[str]) -> bool:
@@ -614,6 +635,8 @@ class _Reader:
                     self.facts.rewrites.append(
                         Rewrite(key, keyword.arg, self.line(node), _spelled(node))
                     )
+        elif method == "delete" and not node.args and _unfiltered(receiver):
+            self.facts.emptied.add(key)
         elif method == "bulk_update" and len(node.args) >= 2:
             fields = node.args[1]
             if isinstance(fields, ast.List | ast.Tuple):

@@ -377,6 +377,28 @@ def written_earlier(
     return False
 
 
+def emptied_earlier(ctx: OperationContext, key: ModelKey | None, table: str) -> bool:
+    """Return True when an earlier operation of the judged migration deletes every row of
+    the table: a RunPython ``Model.objects.all().delete()``, a RunSQL ``DELETE`` without
+    ``WHERE`` or a ``TRUNCATE``."""
+    from django_rollout.rules.data._runpython import forward_facts
+    from django_rollout.vendors.base import StatementKind
+
+    for op in walk_operations(earlier_operations(ctx)):
+        if isinstance(op, migrations.RunPython):
+            facts = forward_facts(op, ctx.app_label)
+            if facts is not None and key is not None and key in facts.emptied:
+                return True
+        for action in sql_actions(op, ctx.unit.vendor):
+            if (action.table or "") != table.lower():
+                continue
+            if action.kind is StatementKind.TRUNCATE or (
+                action.kind is StatementKind.DELETE and not action.has_where
+            ):
+                return True
+    return False
+
+
 def written_by_data_step(
     ctx: OperationContext,
     key: ModelKey | None,

@@ -14,6 +14,7 @@ from django_rollout.rules.base import Rule
 from django_rollout.rules.data._schema import (
     Fill,
     column_of,
+    emptied_earlier,
     existing_fill,
     few_rows,
     graded,
@@ -52,7 +53,10 @@ class NotNullOverExistingNulls(Rule):
     text, not ``auto_now``): a foreign key or a number added without a default, as a
     hand-written migration or the second half of a split initial migration has it.
     PostgreSQL and SQLite refuse it on the first row; MySQL fills the type's implicit
-    value (0, '') instead, so it stays silent there.
+    value (0, '') instead, so it stays silent there. After an earlier operation of the same
+    atomic migration deletes every row (``Model.objects.all().delete()``, ``DELETE`` without
+    ``WHERE``, ``TRUNCATE``) it is info: only a concurrent insert can refill the table in
+    between (a warning when the migration is not atomic).
 
     Why it breaks production
     ------------------------
@@ -108,12 +112,18 @@ class NotNullOverExistingNulls(Rule):
     )
     old_writes_message = (
         "`{table}`.`{column}` becomes NOT NULL after a backfill: only NULLs the old release"
-        " writes since then can fail the migration with `column \"{column}\" ... contains"
-        ' null values` (C107 reports those writes){size}'
+        ' writes since then can fail the migration with `column "{column}" ... contains'
+        " null values` (C107 reports those writes){size}"
     )
     added_message = (
         "`{table}`.`{column}` is added NOT NULL with nothing for the rows already there: any"
         ' row makes the migration fail with `column "{column}" ... contains null values`{size}'
+    )
+    emptied_message = (
+        "`{table}`.`{column}` is added NOT NULL with nothing for existing rows, after an"
+        " earlier data step of this migration deletes them all: only rows the old release"
+        ' inserts in between make it fail with `column "{column}" ... contains null'
+        " values`{size}"
     )
     added_help = (
         "Add `{field}` with `null=True` (or a `db_default` that existing rows can keep),"
@@ -175,6 +185,19 @@ class NotNullOverExistingNulls(Rule):
         if existing_fill(field).fill is not Fill.NULL:
             return
         small = few_rows(ctx.unit, ctx.before.db_table, 0)
+        if emptied_earlier(ctx, ctx.key, ctx.before.db_table):
+            # In one transaction only a concurrent insert can refill the table in between;
+            # a non-atomic migration commits the delete and leaves the old release time to.
+            yield self.finding(
+                ctx,
+                severity=Severity.INFO if ctx.atomic else Severity.WARNING,
+                message=self.emptied_message,
+                help=self.added_help,
+                size=size_note(small),
+                field=op.name,
+                column=column_of(op.name, field),
+            )
+            return
         yield self.finding(
             ctx,
             severity=graded(self.severity, small),
