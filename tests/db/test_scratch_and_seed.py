@@ -874,3 +874,29 @@ def test_a_model_the_database_refuses_is_skipped_and_the_others_are_seeded() -> 
     assert result.inserted == {"seedapp_open": 3}
     assert result.skipped["seedapp_guarded"].startswith("IntegrityError: ")
     assert 'violates check constraint "never"' in result.skipped["seedapp_guarded"]
+
+
+def test_a_new_row_fills_a_required_field_whose_default_is_none() -> None:
+    # django-pretix's Seat.seat_guid: CharField(default=None), NOT NULL. Code always sets
+    # it; left to its default, every insert fails in every release, which is no finding.
+    from django_rollout.db.seed import new_row
+
+    apps = _apps(
+        (
+            "Seat",
+            [
+                ("guid", models.CharField(max_length=20, default=None)),
+                ("note", models.CharField(max_length=20, null=True, default=None)),
+                ("row", models.IntegerField(default=1)),
+            ],
+        )
+    )
+    Seat = apps.get_model("seedapp", "Seat")
+    with scratch_database(SOURCE) as scratch:
+        with connections[scratch.alias].schema_editor() as editor:
+            editor.create_model(Seat)
+        made = new_row(Seat, scratch.alias, 5)
+        assert made is not None
+        made.save(using=scratch.alias, force_insert=True)
+        saved = Seat.objects.using(scratch.alias).get()
+    assert saved.guid and saved.note is None and saved.row == 1

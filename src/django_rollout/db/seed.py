@@ -424,7 +424,7 @@ def new_row(
     fields = [f for f in _concrete(model) if not _automatic(f)]
     targets: dict[str, list[Any]] = {}
     for f in fields:
-        if f.is_relation and not (f.has_default() and not f.primary_key):
+        if f.is_relation and not _left_to_default(f):
             related = f.related_model._meta  # type: ignore[union-attr]
             manager = f.related_model._base_manager.db_manager(alias)  # type: ignore[union-attr]
             pks = manager.order_by("pk").values_list(f.target_field.attname, flat=True)
@@ -440,7 +440,7 @@ def new_row(
     defaults = {
         f.attname: f.default
         for f in fields
-        if f.has_default() and not f.primary_key and not callable(f.default)
+        if _left_to_default(f) and not callable(f.default)
     }
     for attempt in range(attempts):
         values = _new_values(fields, n + attempt * 7919, targets, minimal, connections[alias])
@@ -461,6 +461,15 @@ def new_row(
     if values is None or _taken(values, checks, defaults):
         return None
     return model(**values)
+
+
+def _left_to_default(f: models.Field[Any, Any]) -> bool:
+    """Whether code creating a row leaves ``f`` to its default: not a primary key, and not
+    a NOT NULL field whose default is None (``default=None`` that the code always sets,
+    since inserting it fails in every release)."""
+    if not f.has_default() or f.primary_key:
+        return False
+    return f.null or f.default is not None
 
 
 def _taken(
@@ -495,7 +504,7 @@ def _new_values(
 ) -> dict[str, Any] | None:
     values: dict[str, Any] = {}
     for k, f in enumerate(fields):
-        if f.has_default() and not f.primary_key:
+        if _left_to_default(f):
             continue
         if minimal and f.null and not f.primary_key:
             values[f.attname] = None
