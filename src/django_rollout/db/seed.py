@@ -236,7 +236,7 @@ def _adapter(f: models.Field[Any, Any], value: Any, connection: Any) -> Callable
     except Exception:  # noqa: BLE001
         converted = _SKIP
     if converted is not _SKIP and accepted(converted):
-        return f.to_python
+        return lambda value: f.to_python(value)
     if f.has_default() and accepted(f.get_default()):
         return lambda _value: f.get_default()
     if f.null:
