@@ -185,23 +185,16 @@ class NotNullOverExistingNulls(Rule):
         if existing_fill(field).fill is not Fill.NULL:
             return
         small = few_rows(ctx.unit, ctx.before.db_table, 0)
+        severity, message = graded(self.severity, small), self.added_message
         if emptied_earlier(ctx, ctx.key, ctx.before.db_table):
             # In one transaction only a concurrent insert can refill the table in between;
             # a non-atomic migration commits the delete and leaves the old release time to.
-            yield self.finding(
-                ctx,
-                severity=Severity.INFO if ctx.atomic else Severity.WARNING,
-                message=self.emptied_message,
-                help=self.added_help,
-                size=size_note(small),
-                field=op.name,
-                column=column_of(op.name, field),
-            )
-            return
+            severity = Severity.INFO if ctx.atomic else Severity.WARNING
+            message = self.emptied_message
         yield self.finding(
             ctx,
-            severity=graded(self.severity, small),
-            message=self.added_message,
+            severity=severity,
+            message=message,
             help=self.added_help,
             size=size_note(small),
             field=op.name,

@@ -20,8 +20,8 @@ from django_rollout.rules.data._schema import (
     size_note,
     table_ref,
 )
+from django_rollout.vendors.base import DbType, parse_db_type
 from django_rollout.vendors.base import StatementKind as K
-from django_rollout.vendors.base import parse_db_type
 
 
 class NarrowingTypeChange(Rule):
@@ -148,7 +148,8 @@ class NarrowingTypeChange(Rule):
         assert old_type is not None and new_type is not None
         small = few_rows(ctx.unit, ctx.before.db_table, 0)
         json = _to_json(old_type, new_type)
-        silent = None if json else self._silent(ctx, old, op.field, op.name, old_type, new_type)
+        after = parse_db_type(new_type)
+        silent = None if json else self._silent(ctx, old, op.field, op.name, old_type, after)
         yield self.finding(
             ctx,
             severity=Severity.INFO if json else graded(self.severity, small),
@@ -158,8 +159,9 @@ class NarrowingTypeChange(Rule):
             old_type=old_type,
             new_type=new_type,
             size=size_note(small),
-            length=parse_db_type(new_type).length,
-            scale=parse_db_type(new_type).scale,
+            length=after.length,
+            scale=after.scale,
+            loss=_LOSSY_CASTS.get((parse_db_type(old_type).base, after.base), ""),
         )
 
     def _silent(
@@ -169,17 +171,16 @@ class NarrowingTypeChange(Rule):
         new: models.Field[Any, Any],
         name: str,
         old_type: str,
-        new_type: str,
+        after: DbType,
     ) -> str | None:
         """Return the message for a narrowing PostgreSQL carries out without an error."""
         if ctx.unit.vendor != "postgresql":
             return None
-        before, after = parse_db_type(old_type), parse_db_type(new_type)
+        before = parse_db_type(old_type)
         if after.base in ("varchar", "char") and after.length is not None:
             return self.cut_message if casts_explicitly(old, new, name, ctx.unit) else None
-        loss = _LOSSY_CASTS.get((before.base, after.base))
-        if loss is not None:
-            return self.lossy_message.replace("{loss}", loss)
+        if (before.base, after.base) in _LOSSY_CASTS:
+            return self.lossy_message
         if before.base == after.base == "numeric" and after.precision is not None:
             digits = (before.precision or 0) - (before.scale or 0)
             if before.precision is not None and after.precision - (after.scale or 0) >= digits:
