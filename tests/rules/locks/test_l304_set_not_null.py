@@ -58,6 +58,39 @@ def test_mentions_the_backfill_update_when_the_field_has_a_default(django_settin
     assert dict(finding.details)["backfill"] is True
 
 
+# NOT NULL alterations of a nullable ``note`` (text) column: whether Django backfills the
+# NULL rows first is its own call, read from the SQL it emits.
+ALTERED: dict[str, Any] = {
+    "plain": lambda: models.TextField(),
+    # A blank field's effective default '' becomes a temporary column default, which fills
+    # no existing row: Django sets it and NOT NULL in one statement, with no UPDATE (silk's
+    # 0006_fix_request_prof_file_blank).
+    "blank": lambda: models.TextField(blank=True),
+    "blank_file": lambda: models.FileField(blank=True, max_length=300),
+    "default": lambda: models.TextField(default="x"),
+    "callable_default": lambda: models.TextField(default=str),
+    "default_none": lambda: models.TextField(default=None),
+    "db_default": lambda: models.TextField(db_default="x"),
+    "blank_db_default": lambda: models.TextField(blank=True, db_default="x"),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(ALTERED))
+def test_the_backfill_update_is_mentioned_exactly_when_django_runs_it(
+    kind: str, django_settings: None
+) -> None:
+    from _sql import django_sql
+    from django.db.migrations.state import ProjectState
+
+    alter = migrations.AlterField("order", "note", ALTERED[kind]())
+    state = ProjectState()
+    django_sql(BEFORE, state)
+    runs_update = any(s.lstrip().upper().startswith("UPDATE") for s in django_sql([alter], state))
+    (finding,) = l304([migrations.AlterField("order", "note", ALTERED[kind]())])
+    assert ("UPDATE ... WHERE" in finding.message) is runs_update
+    assert bool(dict(finding.details).get("backfill")) is runs_update
+
+
 def test_flags_column_added_nullable_earlier_in_the_unit(django_settings: None) -> None:
     # The table has rows: the column was filled by a backfill, and SET NOT NULL still scans.
     added = [migrations.AddField("order", "code", models.CharField(max_length=5, null=True))]

@@ -305,12 +305,18 @@ def _alter_field(b: _Builder, op: migrations.AlterField) -> None:
     if old_type is not None and new_type is not None and (old_type != new_type or comment):
         b.add(K.ALTER_COLUMN_TYPE, [column], old_type=old_type, new_type=new_type)
     if old.null and not new.null:
-        backfill = not has_db_default(new) and fills_existing_rows(new)
-        if backfill:
+        # Django's own conditions (BaseDatabaseSchemaEditor._alter_field): a temporary
+        # column default where the field's effective default is a value (a blank CharField
+        # or FileField has ''), which fills no existing row; the UPDATE of the NULL rows
+        # only where the field has a default or a db_default.
+        temporary = not has_db_default(new) and fills_existing_rows(new)
+        backfill = new.has_default() or has_db_default(new)
+        if temporary:
             b.add(K.SET_DEFAULT, [column])
+        if backfill:
             b.add(K.UPDATE, [column], has_where=True, detail="backfill")
         b.add(K.SET_NOT_NULL, [column], detail="backfill" if backfill else "")
-        if backfill:
+        if temporary:
             b.add(K.DROP_DEFAULT, [column])
     elif not old.null and new.null:
         b.add(K.DROP_NOT_NULL, [column])

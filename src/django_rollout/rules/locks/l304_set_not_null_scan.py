@@ -130,9 +130,10 @@ class SetNotNullScan(Rule):
     Why it breaks production
     ------------------------
     ``SET NOT NULL`` reads every row to prove there is no NULL, holding ACCESS EXCLUSIVE:
-    every query on the table waits. When the field has a ``default``, Django first runs
-    ``UPDATE ... SET col = <default> WHERE col IS NULL`` under that same lock, which rewrites
-    the matching rows before the scan.
+    every query on the table waits. When the field has a ``default`` or a ``db_default``,
+    Django first runs ``UPDATE ... SET col = <default> WHERE col IS NULL`` under that same
+    lock, which rewrites the matching rows before the scan. A blank field without one gets
+    no UPDATE: its '' only becomes a column default for the statement, which fills no row.
 
     Example
     -------
