@@ -3,9 +3,10 @@
 The code is read, never run. A queryset is followed from its model (``apps.get_model`` or
 an imported model class) through the names it is assigned to; a write is whole-table when
 nothing narrows it: no ``filter()``/``exclude()`` with a lookup, no ``get()``, no slice (the
-same as ``RunSQL``, where any ``WHERE`` narrows). Writes narrowed to single rows or slices
-inside a loop are batches; filtered writes are batches only inside a loop that walks a whole
-table (a ``while`` loop, or a ``for`` over an unfiltered queryset).
+same as ``RunSQL``, where any ``WHERE`` narrows). Writes narrowed to single rows or pages
+(a slice with an end; ``[1:]`` is every matching row but one) inside a loop are batches;
+filtered writes are batches only inside a loop that walks a whole table (a ``while`` loop,
+or a ``for`` over an unfiltered queryset).
 """
 
 from __future__ import annotations
@@ -74,13 +75,16 @@ def _root(node: ast.AST) -> str | None:
 
 
 def _narrowing(node: ast.AST) -> str | None:
-    """Return how a queryset chain is narrowed: ``BATCH`` when sliced or filtered down to
-    single rows by primary key, ``FILTER`` when filtered by any lookup or reduced to one
+    """Return how a queryset chain is narrowed: ``BATCH`` when sliced to a page or filtered
+    down to single rows by primary key, ``FILTER`` when filtered by any lookup or reduced to one
     object, None when it covers every row."""
     found: str | None = None
     for part in _chain(node):
         if isinstance(part, ast.Subscript) and isinstance(part.slice, ast.Slice):
-            return BATCH
+            if part.slice.upper is not None:
+                return BATCH
+            # ``[1:]`` has no end: every row the rest of the chain selects but the first.
+            continue
         if not (isinstance(part, ast.Call) and isinstance(part.func, ast.Attribute)):
             continue
         attr = part.func.attr
