@@ -194,7 +194,7 @@ def _matching_errors(
     # Compatibility hazards happen to code (old or new), lock hazards to whoever waits, the
     # others to the migration.
     family = rule.family()
-    codes = LOCK_ERRORS if family == "locks" else rule.sqlstates
+    codes = LOCK_ERRORS if family == "locks" else rule.observed_as(finding)
     if not codes:
         return []
     tables = _tables(finding, step)

@@ -63,6 +63,12 @@ class Rule:
         return ()
 
     @classmethod
+    def observed_as(cls, finding: Finding) -> tuple[str, ...]:
+        """The SQLSTATEs that confirm ``finding``: the rule's, unless the finding says that
+        production sees this hazard with other errors (C103 with the old name re-added)."""
+        return cls.sqlstates
+
+    @classmethod
     def family(cls) -> str:
         return cls.__module__.split(".")[-2]
 

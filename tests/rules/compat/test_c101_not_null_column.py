@@ -134,3 +134,38 @@ def test_ignores_a_column_that_was_in_s0() -> None:
     assert "C101" not in fired(
         [migrations.AlterField("product", "added", models.IntegerField(default=0))], before
     )
+
+
+@pytest.mark.parametrize("away", ["rename", "remove"])
+def test_ignores_a_column_added_anew_under_a_name_the_old_release_writes(away: str) -> None:
+    # pretix's 0070: ``country`` renamed to ``country_old``, then a new NOT NULL ``country``.
+    # The old release's INSERTs name ``country``: they fill the new column, and what they
+    # meet instead is C103's (or C102's), not a NOT NULL column they omit.
+    def ops() -> list[Operation]:
+        first: Operation = (
+            migrations.RenameField("product", "name", "name_old")
+            if away == "rename"
+            else migrations.RemoveField("product", "name")
+        )
+        return [
+            first,
+            migrations.AddField("product", "name", models.CharField(max_length=100, default="x")),
+        ]
+
+    assert "C101" not in fired(ops(), deployed())
+    state = ProjectState()
+    with pg_schema() as pg:
+        for statement in django_sql(deployed(), state):
+            pg.execute(statement)
+        for statement in django_sql(ops(), state):
+            pg.execute(statement)
+        try:
+            pg.execute("INSERT INTO shop_product (name) VALUES ('old release')")
+        except psycopg.errors.NotNullViolation as exc:
+            # The renamed column, which the old release no longer fills: C103's re-added case.
+            assert (away, exc.diag.column_name) == ("rename", "name_old")
+    # A column of a name the old release never had still fires.
+    assert "C101" in fired(
+        [migrations.AddField("product", "other", models.CharField(max_length=100, default="x"))],
+        deployed(),
+    )

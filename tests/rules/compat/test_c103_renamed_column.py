@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import psycopg
 import pytest
 from _compat import COMPAT, FIELDS, deployed, fired
 from django.db import migrations, models
@@ -108,3 +111,66 @@ def test_ignores_many_to_many_rename_here() -> None:
         migrations.AddField("product", "tags", models.ManyToManyField("shop.category")),
     ]
     assert "C103" not in fired([migrations.RenameField("product", "tags", "labels")], before)
+
+
+# The old release inserts a product the way its model does: ``extra`` only.
+OLD_INSERT = "INSERT INTO shop_product (extra) VALUES (%s)"
+READD = migrations.AddField(
+    "product", "extra", models.CharField(max_length=2, default="", blank=True)
+)
+
+
+@pytest.mark.parametrize(
+    ("operations", "value", "readded"),
+    [
+        # Renamed away only: the old name is gone.
+        ([migrations.RenameField("product", "extra", "extra_old")], "DE", False),
+        # Renamed away and added anew under the old name (pretix's 0070): the old name
+        # reaches the new column, refusing a value too long for it ...
+        ([migrations.RenameField("product", "extra", "extra_old"), READD], "Germany", True),
+        # ... and, where it fits, the renamed column the old release no longer fills.
+        ([migrations.RenameField("product", "extra", "extra_old"), READD], "DE", True),
+        # The same, through a SeparateDatabaseAndState's database operations.
+        (
+            [
+                migrations.RenameField("product", "extra", "extra_old"),
+                migrations.SeparateDatabaseAndState(database_operations=[READD]),
+            ],
+            "Germany",
+            True,
+        ),
+    ],
+)
+def test_the_error_production_sees_confirms_the_finding(
+    operations: list[Any], value: str, readded: bool
+) -> None:
+    from _sql import django_sql, pg_schema
+    from django.db.migrations.state import ProjectState
+
+    from django_rollout.rules.compat.c103_column_renamed_while_in_use import (
+        ColumnRenamedWhileInUse,
+    )
+
+    (finding,) = [f for f in judge(operations, deployed("char"), rules=COMPAT) if f.rule == "C103"]
+    assert ("a new `extra` column takes its name" in finding.message) is readded
+    assert ('fail with `column "extra" does not exist`' in finding.message) is not readded
+    state = ProjectState()
+    with pg_schema() as conn:
+        for statement in django_sql(deployed("char"), state):
+            conn.execute(statement)
+        for statement in django_sql(operations, state):
+            conn.execute(statement)
+        with pytest.raises(psycopg.Error) as raised:
+            conn.execute(OLD_INSERT, [value])
+    sqlstate = raised.value.sqlstate or ""
+    assert sqlstate.startswith(ColumnRenamedWhileInUse.observed_as(finding))
+
+
+def test_a_column_of_the_old_name_added_to_another_table_changes_nothing() -> None:
+    operations = [
+        migrations.RenameField("product", "extra", "extra_old"),
+        migrations.AddField("category", "extra", models.CharField(max_length=2, default="")),
+    ]
+    (finding,) = [f for f in judge(operations, deployed("char"), rules=COMPAT) if f.rule == "C103"]
+    assert 'fail with `column "extra" does not exist`' in finding.message
+    assert dict(finding.details) == {}

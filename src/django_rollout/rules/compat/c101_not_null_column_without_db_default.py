@@ -30,7 +30,9 @@ class NotNullColumnWithoutDbDefault(Rule):
     Flags a column that the old release does not know about and that ends up NOT NULL without a
     database default (``db_default``): added NOT NULL directly, or added nullable and made NOT
     NULL later in the same deploy unit. ``db_default=None`` is a ``DEFAULT NULL`` and does not
-    count.
+    count. Silent for a column added under a name the old release's model has on that table
+    (its field renamed or dropped away first): the old release's INSERTs name it, and C103
+    or C102 says what they meet instead.
 
     Why it breaks production
     ------------------------
@@ -108,6 +110,11 @@ class NotNullColumnWithoutDbDefault(Rule):
         if not stores_required_value(field):
             return
         column = column_name(name, field)
+        s0 = ctx.s0_model
+        if s0 is not None and any(column_name(n, f) == column for n, f in s0.fields.items()):
+            # A column of the old release's name, renamed or dropped away earlier: its
+            # INSERTs name it (C103 and C102 say what they meet instead).
+            return
         yield self.finding(
             ctx,
             field=name,

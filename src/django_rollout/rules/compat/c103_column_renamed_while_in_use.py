@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 from django.db import migrations
+from django.db.migrations.operations.base import Operation
 
 from django_rollout.findings import Finding, Severity
 from django_rollout.graph.context import OperationContext
@@ -24,7 +25,9 @@ class ColumnRenamedWhileInUse(Rule):
     ``ALTER TABLE ... RENAME COLUMN``, on a column the old release's model stores. Silent when
     ``db_column`` keeps the old name, for columns added and tables created in the same deploy
     unit, and for state-only operations. Renaming a many-to-many field renames its join table:
-    that is C104.
+    that is C104. When a later operation of the same migration adds a column under the old
+    name (a field renamed away to make room for its replacement), the old release's queries
+    no longer fail on a missing column: they reach the new one, and the message says so.
 
     Why it breaks production
     ------------------------
@@ -74,6 +77,12 @@ class ColumnRenamedWhileInUse(Rule):
     message = (
         "`{table}`.`{column}` is renamed to `{new_column}` while the old release still uses"
         ' `{column}`: its queries on `{table}` fail with `column "{column}" does not exist`'
+    )
+    readded_message = (
+        "`{table}`.`{column}` is renamed to `{new_column}` and a new `{column}` column takes its"
+        " name in the same migration: the old release's queries of `{column}` reach the new"
+        " column, whose values are not the ones it wrote, and its writes fail where they do not"
+        " fit it"
     )
     help = 'Keep the column name with `db_column="{column}"` and rename the field in code only'
     recipe_steps = (
@@ -136,9 +145,42 @@ class ColumnRenamedWhileInUse(Rule):
         s0_name = next((n for n, f in s0.fields.items() if f is s0_field), new_name)
         if column_name(s0_name, s0_field) != old_column:
             return
+        readded = _readded(ctx, op.model_name, old_column)
         yield self.finding(
             ctx,
+            message=self.readded_message if readded else None,
             field=new_name,
             column=old_column,
             new_column=new_column,
+            details={"readded": True} if readded else None,
         )
+
+    @classmethod
+    def observed_as(cls, finding: Finding) -> tuple[str, ...]:
+        if dict(finding.details).get("readded"):
+            # The old name names the new column: what the old release writes does not fit
+            # it (value too long, invalid input) or breaks its constraints.
+            return ("22", "23")
+        return cls.sqlstates
+
+
+def _readded(ctx: OperationContext, model_name: str, column: str) -> bool:
+    """Return True when a later operation of the same migration adds a column named
+    ``column`` to the model (a field renamed away, then added anew under its old name)."""
+    model = model_name.lower()
+    for later in _database_operations(ctx.migration.operations[ctx.index + 1 :]):
+        if (
+            isinstance(later, migrations.AddField)
+            and later.model_name_lower == model
+            and column_name(later.name, later.field) == column
+        ):
+            return True
+    return False
+
+
+def _database_operations(operations: Iterable[Operation]) -> Iterator[Operation]:
+    for op in operations:
+        if isinstance(op, migrations.SeparateDatabaseAndState):
+            yield from _database_operations(op.database_operations)
+        else:
+            yield op
