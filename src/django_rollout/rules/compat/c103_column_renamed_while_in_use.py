@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 
 from django.db import migrations
-from django.db.migrations.operations.base import Operation
 
 from django_rollout.findings import Finding, Severity
 from django_rollout.graph.context import OperationContext
 from django_rollout.graph.model import column_name
 from django_rollout.rules.base import Rule
 from django_rollout.rules.compat._s0 import s0_column, sql_actions
+from django_rollout.rules.data._schema import walk_operations
 from django_rollout.vendors.base import StatementKind
 
 
@@ -168,7 +168,7 @@ def _readded(ctx: OperationContext, model_name: str, column: str) -> bool:
     """Return True when a later operation of the same migration adds a column named
     ``column`` to the model (a field renamed away, then added anew under its old name)."""
     model = model_name.lower()
-    for later in _database_operations(ctx.migration.operations[ctx.index + 1 :]):
+    for later in walk_operations(ctx.migration.operations[ctx.index + 1 :]):
         if (
             isinstance(later, migrations.AddField)
             and later.model_name_lower == model
@@ -176,11 +176,3 @@ def _readded(ctx: OperationContext, model_name: str, column: str) -> bool:
         ):
             return True
     return False
-
-
-def _database_operations(operations: Iterable[Operation]) -> Iterator[Operation]:
-    for op in operations:
-        if isinstance(op, migrations.SeparateDatabaseAndState):
-            yield from _database_operations(op.database_operations)
-        else:
-            yield op
